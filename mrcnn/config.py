@@ -1,0 +1,240 @@
+"""Configuration of a Mask R-CNN model: the classic `Config` class.
+
+Subclass :class:`Config` and override its UPPER_CASE class attributes::
+
+    class ShapesConfig(Config):
+        NAME = "shapes"
+        NUM_CLASSES = 1 + 3
+        IMAGE_MIN_DIM = IMAGE_MAX_DIM = 128
+
+Making an instance computes the derived settings (``BATCH_SIZE``,
+``IMAGE_SHAPE``, ``IMAGE_META_SIZE``) and checks that the settings can work
+together; a setting that cannot raises :class:`ConfigError` naming the setting
+and the fix. This module imports no TensorFlow.
+"""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+RESIZE_MODES = ("none", "square", "pad64", "crop")
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
+              "mrcnn_bbox_loss", "mrcnn_mask_loss")
+BUILTIN_BACKBONES = ("resnet50", "resnet101")
+
+# Every level of the feature pyramid halves the image: inputs must divide by 2**6.
+IMAGE_DIVISOR = 64
+
+
+class ConfigError(ValueError):
+    """Settings that cannot work together."""
+
+
+class Config:
+    """Base configuration, holding every classic setting with its classic default.
+
+    Don't use it directly: subclass it, override what differs, and instantiate
+    the subclass.
+    """
+    # Name of the configuration; used in log directory and checkpoint names.
+    NAME = None
+
+    # Devices to train on, and images per device. Batch = GPU_COUNT * IMAGES_PER_GPU.
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 2
+
+    # Training steps per epoch (not tied to the dataset size) and validation
+    # steps run at the end of every epoch.
+    STEPS_PER_EPOCH = 1000
+    VALIDATION_STEPS = 50
+
+    # "resnet50", "resnet101", or a callable
+    # `backbone(input_image, stage5=True, train_bn=...) -> [C1, C2, C3, C4, C5]`.
+    BACKBONE = "resnet101"
+    # Required with a callable BACKBONE: `f(image_shape) -> [[h, w] per stride]`.
+    COMPUTE_BACKBONE_SHAPE = None
+    # Strides of the pyramid levels P2..P6.
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+
+    # Width of the two fully connected layers of the class/box head.
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+    # Channels of the feature pyramid.
+    TOP_DOWN_PYRAMID_SIZE = 256
+
+    # Classes, background included.
+    NUM_CLASSES = 1
+
+    # Anchor side in pixels (one per pyramid level), width/height ratios, and
+    # the anchor step in feature-map cells.
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+    RPN_ANCHOR_STRIDE = 1
+
+    # IoU threshold of the proposal NMS.
+    RPN_NMS_THRESHOLD = 0.7
+    # Anchors per image sampled for training the RPN (at most half positive).
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+    # Best-scoring anchors kept before the proposal NMS.
+    PRE_NMS_LIMIT = 6000
+    # Proposals kept after NMS, in training and in inference.
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+
+    # Store ground-truth masks cropped to their box and resized (saves memory).
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)
+
+    # Image resizing: "none", "square", "pad64" or "crop" (see images.resize_image).
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 800
+    IMAGE_MAX_DIM = 1024
+    # Minimum up-scaling factor; 0 for none.
+    IMAGE_MIN_SCALE = 0
+    # Input channels (3 for RGB).
+    IMAGE_CHANNEL_COUNT = 3
+
+    # Mean pixel (RGB) subtracted from every image.
+    MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
+
+    # ROIs per image fed to the heads in training, and the fraction positive.
+    TRAIN_ROIS_PER_IMAGE = 200
+    ROI_POSITIVE_RATIO = 0.33
+
+    # ROIAlign output sizes of the box head and of the mask head.
+    POOL_SIZE = 7
+    MASK_POOL_SIZE = 14
+    # Output size of the mask head (fixed by the network: 2 * MASK_POOL_SIZE).
+    MASK_SHAPE = [28, 28]
+
+    # Ground-truth instances kept per image.
+    MAX_GT_INSTANCES = 100
+
+    # Standard deviations that divide the box-delta targets of the RPN and the head.
+    RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    # Final detections per image, their minimum score (0 keeps all) and the
+    # IoU threshold of the per-class NMS.
+    DETECTION_MAX_INSTANCES = 100
+    DETECTION_MIN_CONFIDENCE = 0.7
+    DETECTION_NMS_THRESHOLD = 0.3
+
+    # SGD learning rate and momentum, and the L2 weight decay.
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+    WEIGHT_DECAY = 0.0001
+
+    # Weight of each loss in the total.
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.,
+        "rpn_bbox_loss": 1.,
+        "mrcnn_class_loss": 1.,
+        "mrcnn_bbox_loss": 1.,
+        "mrcnn_mask_loss": 1.
+    }
+
+    # True: the heads train on the RPN's proposals. False: on ROIs given as input.
+    USE_RPN_ROIS = True
+
+    # BatchNorm mode: False freezes it (inference statistics, the default for
+    # small batches), True always uses batch statistics, None follows training.
+    TRAIN_BN = False
+
+    # Gradients are clipped to this global norm.
+    GRADIENT_CLIP_NORM = 5.0
+
+    def __init__(self):
+        # A function stored as a class attribute would bind to the instance;
+        # keep the plain callable.
+        for name in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE"):
+            value = inspect.getattr_static(self, name)
+            setattr(self, name, value.__func__ if isinstance(value, staticmethod) else value)
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
+        if self.IMAGE_RESIZE_MODE == "crop":
+            self.IMAGE_SHAPE = np.array([self.IMAGE_MIN_DIM, self.IMAGE_MIN_DIM,
+                                         self.IMAGE_CHANNEL_COUNT])
+        else:
+            self.IMAGE_SHAPE = np.array([self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM,
+                                         self.IMAGE_CHANNEL_COUNT])
+        # image_id, original shape (3), molded shape (3), window (4), scale (1),
+        # active class ids (NUM_CLASSES).
+        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ConfigError for the first setting that cannot work."""
+        def fail(setting, problem, fix):
+            raise ConfigError(f"{type(self).__name__}.{setting} {problem}. {fix}")
+
+        if not isinstance(self.NUM_CLASSES, (int, np.integer)) or self.NUM_CLASSES < 2:
+            fail("NUM_CLASSES", f"is {self.NUM_CLASSES!r}, but it counts the background "
+                 "class plus at least one object class",
+                 "Set NUM_CLASSES = 1 + <number of your classes> in your Config subclass.")
+        for name in ("GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH",
+                     "DETECTION_MAX_INSTANCES", "MAX_GT_INSTANCES",
+                     "TRAIN_ROIS_PER_IMAGE", "RPN_TRAIN_ANCHORS_PER_IMAGE",
+                     "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                fail(name, f"is {value!r}", "Use a positive integer.")
+        if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
+            fail("IMAGE_RESIZE_MODE", f"is {self.IMAGE_RESIZE_MODE!r}, an unknown mode",
+                 f"Use one of {', '.join(map(repr, RESIZE_MODES))}.")
+        if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MAX_DIM % IMAGE_DIVISOR:
+            fail("IMAGE_MAX_DIM", f"is {self.IMAGE_MAX_DIM}, not a multiple of "
+                 f"{IMAGE_DIVISOR}, so square images cannot be halved 6 times",
+                 f"Use a multiple of {IMAGE_DIVISOR}, e.g. "
+                 f"{_round_up(self.IMAGE_MAX_DIM, IMAGE_DIVISOR)}.")
+        if self.IMAGE_RESIZE_MODE in ("crop", "pad64") and self.IMAGE_MIN_DIM % IMAGE_DIVISOR:
+            fail("IMAGE_MIN_DIM", f"is {self.IMAGE_MIN_DIM}, not a multiple of "
+                 f"{IMAGE_DIVISOR}, which mode {self.IMAGE_RESIZE_MODE!r} requires",
+                 f"Use a multiple of {IMAGE_DIVISOR}, e.g. "
+                 f"{_round_up(self.IMAGE_MIN_DIM, IMAGE_DIVISOR)}.")
+        if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM:
+            fail("IMAGE_MIN_DIM", f"({self.IMAGE_MIN_DIM}) is larger than IMAGE_MAX_DIM "
+                 f"({self.IMAGE_MAX_DIM})", "Make IMAGE_MIN_DIM <= IMAGE_MAX_DIM.")
+        if len(self.MEAN_PIXEL) != self.IMAGE_CHANNEL_COUNT:
+            fail("MEAN_PIXEL", f"has {len(self.MEAN_PIXEL)} values but "
+                 f"IMAGE_CHANNEL_COUNT is {self.IMAGE_CHANNEL_COUNT}",
+                 "Give one mean per input channel.")
+        if callable(self.BACKBONE):
+            if not callable(self.COMPUTE_BACKBONE_SHAPE):
+                fail("COMPUTE_BACKBONE_SHAPE", "is not set, but BACKBONE is a callable",
+                     "Give a function image_shape -> [[height, width] per stride].")
+        elif self.BACKBONE not in BUILTIN_BACKBONES:
+            fail("BACKBONE", f"is {self.BACKBONE!r}",
+                 f"Use one of {', '.join(map(repr, BUILTIN_BACKBONES))} or a callable.")
+        if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
+            fail("RPN_ANCHOR_SCALES", f"has {len(self.RPN_ANCHOR_SCALES)} scales for "
+                 f"{len(self.BACKBONE_STRIDES)} BACKBONE_STRIDES",
+                 "Give one anchor scale per pyramid level (P2..P6).")
+        if not 0 < self.ROI_POSITIVE_RATIO <= 1:
+            fail("ROI_POSITIVE_RATIO", f"is {self.ROI_POSITIVE_RATIO}",
+                 "Use a fraction in (0, 1].")
+        if list(self.MASK_SHAPE) != [2 * self.MASK_POOL_SIZE] * 2:
+            fail("MASK_SHAPE", f"is {list(self.MASK_SHAPE)}, but the mask head upsamples "
+                 f"MASK_POOL_SIZE={self.MASK_POOL_SIZE} by 2",
+                 f"Set MASK_SHAPE = [{2 * self.MASK_POOL_SIZE}, {2 * self.MASK_POOL_SIZE}] "
+                 "or change MASK_POOL_SIZE.")
+        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES)
+        if unknown:
+            fail("LOSS_WEIGHTS", f"names unknown losses {sorted(unknown)}",
+                 f"Use the names {', '.join(LOSS_NAMES)}.")
+        if self.TRAIN_BN not in (True, False, None):
+            fail("TRAIN_BN", f"is {self.TRAIN_BN!r}", "Use False, True or None.")
+
+    def to_dict(self) -> dict:
+        """Every UPPER_CASE setting, derived ones included, by name."""
+        return {name: getattr(self, name) for name in dir(self) if name.isupper()}
+
+    def display(self) -> None:
+        """Prints every setting, one per line."""
+        print("\nConfigurations:")
+        for name, value in sorted(self.to_dict().items()):
+            print(f"{name:30} {value}")
+        print("\n")
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple

@@ -1,0 +1,105 @@
+"""Assembles the Mask R-CNN graph from a Config.
+
+backbone -> fpn -> rpn -> proposals -> (targets) -> roi_align -> heads ->
+(losses | detections). This is the only module of ``mrcnn.graph`` that reads
+a Config; the layers it builds take plain arguments.
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from mrcnn.config import IMAGE_DIVISOR, Config
+from mrcnn.graph.backbone import resnet_graph
+from mrcnn.graph.detection import DetectionLayer
+from mrcnn.graph.fpn import fpn_graph
+from mrcnn.graph.heads import classifier_head, mask_head
+from mrcnn.graph.proposals import ProposalLayer
+from mrcnn.graph.rpn import build_rpn_model
+
+
+def check_image_shape(config: Config) -> None:
+    """Raises ValueError unless IMAGE_SHAPE halves cleanly 6 times."""
+    height, width = (int(v) for v in config.IMAGE_SHAPE[:2])
+    if height % IMAGE_DIVISOR or width % IMAGE_DIVISOR:
+        raise ValueError(
+            f"Image size {height}x{width} must be divisible by {IMAGE_DIVISOR} at least "
+            f"6 times for the feature pyramid: use e.g. 256, 320, 384, 448, 512, 576, "
+            f"640, ... for IMAGE_MAX_DIM (square mode) or IMAGE_MIN_DIM (crop mode).")
+
+
+def pyramid_features(input_image, config: Config):
+    """Backbone + FPN.
+
+    Args:
+        input_image: [B, H, W, IMAGE_CHANNEL_COUNT] molded images.
+        config: the model's Config.
+
+    Returns:
+        [P2, P3, P4, P5, P6] feature maps with TOP_DOWN_PYRAMID_SIZE channels.
+    """
+    if callable(config.BACKBONE):
+        _, c2, c3, c4, c5 = config.BACKBONE(input_image, stage5=True, train_bn=config.TRAIN_BN)
+    else:
+        _, c2, c3, c4, c5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
+                                         train_bn=config.TRAIN_BN)
+    return fpn_graph(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
+
+
+def region_proposals(feature_maps, config: Config):
+    """Runs the shared RPN on every pyramid level and concatenates the results.
+
+    Args:
+        feature_maps: [P2, P3, P4, P5, P6].
+        config: the model's Config.
+
+    Returns:
+        rpn_class_logits [B, A, 2], rpn_class [B, A, 2], rpn_bbox [B, A, 4],
+        anchors ordered level by level as in generate_pyramid_anchors.
+    """
+    rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
+                          config.TOP_DOWN_PYRAMID_SIZE)
+    per_level = [rpn(p) for p in feature_maps]
+    names = ("rpn_class_logits", "rpn_class", "rpn_bbox")
+    return [layers.Concatenate(axis=1, name=name)([level[i] for level in per_level])
+            for i, name in enumerate(names)]
+
+
+def build_inference_model(config: Config) -> keras.Model:
+    """The inference graph.
+
+    Inputs: ``input_image`` [B, H, W, C] molded images, ``input_image_meta``
+    [B, IMAGE_META_SIZE], ``input_anchors`` [B, A, 4] normalized anchors.
+
+    Outputs, in the classic order: detections [B, DETECTION_MAX_INSTANCES,
+    (y1, x1, y2, x2, class_id, score)], mrcnn_class [B, N, NC], mrcnn_bbox
+    [B, N, NC, 4], mrcnn_mask [B, DETECTION_MAX_INSTANCES, 28, 28, NC],
+    rpn_rois [B, N, 4], rpn_class [B, A, 2], rpn_bbox [B, A, 4], where N is
+    POST_NMS_ROIS_INFERENCE.
+    """
+    check_image_shape(config)
+    input_image = keras.Input((None, None, config.IMAGE_CHANNEL_COUNT), name="input_image")
+    input_image_meta = keras.Input((config.IMAGE_META_SIZE,), name="input_image_meta")
+    input_anchors = keras.Input((None, 4), name="input_anchors")
+
+    feature_maps = pyramid_features(input_image, config)
+    head_maps = feature_maps[:4]
+    _, rpn_class, rpn_bbox = region_proposals(feature_maps, config)
+    rpn_rois = ProposalLayer(config.POST_NMS_ROIS_INFERENCE, config.RPN_NMS_THRESHOLD,
+                             config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV,
+                             name="ROI")([rpn_class, rpn_bbox, input_anchors])
+
+    _, mrcnn_class, mrcnn_bbox = classifier_head(
+        rpn_rois, input_image_meta, head_maps, config.POOL_SIZE, config.NUM_CLASSES,
+        config.TRAIN_BN, config.FPN_CLASSIF_FC_LAYERS_SIZE)
+    detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
+                                config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
+                                name="mrcnn_detection")(
+        [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
+    # The mask head runs on the final detections, not on all proposals.
+    detection_boxes = detections[..., :4]
+    mrcnn_mask = mask_head(detection_boxes, input_image_meta, head_maps, config.MASK_POOL_SIZE,
+                           config.NUM_CLASSES, config.TRAIN_BN)
+    return keras.Model([input_image, input_image_meta, input_anchors],
+                       [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
+                        rpn_class, rpn_bbox], name="mask_rcnn")

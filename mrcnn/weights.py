@@ -1,0 +1,176 @@
+"""Weight files in the classic Keras 2 HDF5 layout: reading and writing.
+
+The layout (see shared/compat/keras2_h5_weight_layout.json): the root (or a
+``model_weights`` group) has the attribute ``layer_names``; each layer has a
+group whose attribute ``weight_names`` lists its weights in order, stored as
+datasets at ``<layer>/<weight name>``. The nested RPN is one group,
+``rpn_model``, holding ``rpn_conv_shared/kernel:0`` and so on; TimeDistributed
+layers store their inner layer's weights under the wrapper's name.
+
+Loading matches top-level layers by name and the weights of a layer by
+order, checks every shape before assigning anything, and so either loads
+everything asked for or leaves the model unchanged.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import h5py
+import keras
+import numpy as np
+
+# Class-dependent layers that fine-tuning to another class count must skip.
+HEAD_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
+
+
+class WeightFileError(ValueError):
+    """A weight file that does not fit the model."""
+
+
+@dataclass
+class LoadReport:
+    """What ``load_weights`` did: layer names loaded, and those left alone."""
+    loaded: list = field(default_factory=list)
+    # Weighted layers of the file that the model lacks (or that were excluded).
+    unused_in_file: list = field(default_factory=list)
+    # Weighted layers of the model the file did not set.
+    not_in_file: list = field(default_factory=list)
+
+
+def _text(value) -> str:
+    # h5py returns bytes for files written by Keras 2, str for newer ones.
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def weighted_layers(model: keras.Model) -> dict:
+    """Top-level layers of ``model`` that hold weights, by name, in model order."""
+    return {layer.name: layer for layer in model.layers if layer.weights}
+
+
+def _classic_weight_names(layer) -> list[str]:
+    """The names the classic files give to ``layer.weights``, in order."""
+    if isinstance(layer, keras.Model):
+        return [f"{sub.name}/{w.name}:0" for sub in layer.layers for w in sub.weights]
+    return [f"{layer.name}/{w.name}:0" for w in layer.weights]
+
+
+def _open_weights_group(handle: h5py.File, filepath: str) -> h5py.Group:
+    if "layer_names" not in handle.attrs and "model_weights" in handle:
+        handle = handle["model_weights"]
+    if "layer_names" not in handle.attrs:
+        raise WeightFileError(
+            f"{filepath} is not a Keras HDF5 weight file in the classic layout (it has no "
+            "'layer_names' attribute). mrcnn reads the classic .h5 files (e.g. "
+            "mask_rcnn_coco.h5) and the checkpoints it writes itself.")
+    return handle
+
+
+def load_weights(model: keras.Model, filepath: str, by_name: bool = False,
+                 exclude=None) -> LoadReport:
+    """Loads a classic-layout HDF5 weight file into ``model``.
+
+    Args:
+        model: the Keras model to fill.
+        filepath: path of the .h5 file.
+        by_name: False: the file must hold exactly the model's weighted layers.
+            True: load the layers whose names both have; ignore the rest.
+        exclude: layer names to leave untouched (implies by_name).
+
+    Returns:
+        A LoadReport.
+
+    Raises:
+        FileNotFoundError: no file at ``filepath``.
+        WeightFileError: the file is not in the classic layout, shares no
+            layer with the model, or (by_name=False) differs in its layers,
+            or a layer's weights differ in count or shape. Nothing is loaded.
+    """
+    if not os.path.isfile(filepath):
+        raise FileNotFoundError(
+            f"No weight file at {filepath!r}. See weights/README.md for where to get "
+            "mask_rcnn_coco.h5 and the ImageNet weights and where to put them.")
+    exclude = set(exclude or ())
+    by_name = by_name or bool(exclude)
+    model_layers = weighted_layers(model)
+    with h5py.File(filepath, "r") as handle:
+        group = _open_weights_group(handle, filepath)
+        file_layers = {}
+        for name in map(_text, group.attrs["layer_names"]):
+            weight_names = [_text(w) for w in group[name].attrs.get("weight_names", [])]
+            if weight_names:
+                file_layers[name] = weight_names
+        report = LoadReport(
+            loaded=[n for n in model_layers if n in file_layers and n not in exclude],
+            unused_in_file=[n for n in file_layers if n not in model_layers or n in exclude],
+            not_in_file=[n for n in model_layers if n not in file_layers or n in exclude])
+        if not by_name:
+            _check_same_layers(filepath, report)
+        if not report.loaded:
+            raise WeightFileError(
+                f"{filepath} shares no weighted layer name with the model (file layers "
+                f"start with {list(file_layers)[:3]}); is it a weight file for another "
+                "architecture?")
+        assignments = _matched_weights(group, model_layers, file_layers, report.loaded,
+                                       filepath)
+        for variable, dataset in assignments:
+            variable.assign(np.asarray(dataset))
+    return report
+
+
+def _check_same_layers(filepath: str, report: LoadReport) -> None:
+    if report.unused_in_file or report.not_in_file:
+        raise WeightFileError(
+            f"{filepath} does not hold the same layers as the model: the model lacks "
+            f"{report.unused_in_file[:5]}{'...' if len(report.unused_in_file) > 5 else ''}, "
+            f"the file lacks {report.not_in_file[:5]}"
+            f"{'...' if len(report.not_in_file) > 5 else ''}. "
+            "Use by_name=True to load the layers both have (e.g. another backbone or "
+            "class count, with exclude=[...] for the heads).")
+
+
+def _matched_weights(group, model_layers, file_layers, names, filepath):
+    """(variable, dataset) pairs for ``names``; raises on any count or shape mismatch."""
+    pairs, problems = [], []
+    for name in names:
+        variables = model_layers[name].weights
+        weight_names = file_layers[name]
+        if len(variables) != len(weight_names):
+            problems.append(f"layer {name!r}: the file has {len(weight_names)} weights "
+                            f"({weight_names}), the model {len(variables)}")
+            continue
+        for variable, weight_name in zip(variables, weight_names):
+            dataset = group[name][weight_name]
+            if tuple(variable.shape) != dataset.shape:
+                problems.append(f"layer {name!r}, weight {weight_name!r}: file shape "
+                                f"{dataset.shape}, model shape {tuple(variable.shape)}")
+            pairs.append((variable, dataset))
+    if problems:
+        raise WeightFileError(
+            f"{filepath} does not fit the model; nothing was loaded:\n  " +
+            "\n  ".join(problems) +
+            f"\nA different NUM_CLASSES? Load with exclude={list(HEAD_LAYERS)}. "
+            "A different BACKBONE? Check the config.")
+    return pairs
+
+
+def save_weights(model: keras.Model, filepath: str) -> None:
+    """Writes ``model``'s weights in the classic layout (readable by load_weights
+    and by classic Keras 2 code)."""
+    directory = os.path.dirname(os.path.abspath(filepath))
+    os.makedirs(directory, exist_ok=True)
+    # Write next to the target, then rename: a crash never leaves half a file.
+    partial = filepath + ".partial"
+    with h5py.File(partial, "w") as handle:
+        handle.attrs["layer_names"] = np.array([layer.name.encode("utf8")
+                                                for layer in model.layers])
+        handle.attrs["backend"] = b"tensorflow"
+        handle.attrs["keras_version"] = keras.__version__.encode("utf8")
+        for layer in model.layers:
+            group = handle.create_group(layer.name)
+            names = _classic_weight_names(layer)
+            group.attrs["weight_names"] = np.array([n.encode("utf8") for n in names],
+                                                   dtype="S")
+            for name, variable in zip(names, layer.weights):
+                group.create_dataset(name, data=np.asarray(variable))
+    os.replace(partial, filepath)

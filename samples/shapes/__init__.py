@@ -1,0 +1,1 @@
+"""The synthetic shapes sample: ShapesConfig and ShapesDataset."""
