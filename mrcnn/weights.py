@@ -172,5 +172,5 @@ def save_weights(model: keras.Model, filepath: str) -> None:
             group.attrs["weight_names"] = np.array([n.encode("utf8") for n in names],
                                                    dtype="S")
             for name, variable in zip(names, layer.weights):
-                group.create_dataset(name, data=np.asarray(variable))
+                group.create_dataset(name, data=variable.numpy())
     os.replace(partial, filepath)

@@ -94,3 +94,54 @@ class DetectionLayer(keras.layers.Layer):
         return {**super().get_config(), "max_instances": self.max_instances,
                 "min_confidence": self.min_confidence, "nms_threshold": self.nms_threshold,
                 "bbox_std_dev": self.bbox_std_dev}
+
+
+class DetectionBoxes(keras.layers.Layer):
+    """The boxes of the detections, without the padding rows all images share.
+
+    The mask head costs as much per box as it does per padding row, so it runs
+    on ``n`` rows, the most real detections any image of the batch has.
+
+    Call args:
+        detections: [B, max_instances, (y1, x1, y2, x2, class_id, score)],
+            padding (class_id 0) after the detections.
+
+    Returns:
+        [B, n, (y1, x1, y2, x2)] normalized boxes.
+    """
+
+    def call(self, detections):
+        count = tf.reduce_max(tf.reduce_sum(tf.cast(detections[..., 4] > 0, tf.int32), axis=1))
+        return detections[:, :count, :4]
+
+    def compute_output_shape(self, detections_shape):
+        return (detections_shape[0], None, 4)
+
+
+class PadDetections(keras.layers.Layer):
+    """Zero-pads axis 1 of per-detection outputs back to ``max_instances`` rows.
+
+    Args:
+        max_instances: rows of the output (DETECTION_MAX_INSTANCES).
+
+    Call args:
+        inputs: [B, n, ...] with n <= max_instances.
+
+    Returns:
+        [B, max_instances, ...].
+    """
+
+    def __init__(self, max_instances: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_instances = int(max_instances)
+
+    def call(self, inputs):
+        padding = [(0, 0)] * len(inputs.shape)
+        padding[1] = (0, self.max_instances - tf.shape(inputs)[1])
+        return tf.pad(inputs, padding)
+
+    def compute_output_shape(self, inputs_shape):
+        return (inputs_shape[0], self.max_instances) + tuple(inputs_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "max_instances": self.max_instances}

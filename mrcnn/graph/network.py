@@ -11,7 +11,7 @@ from keras import layers
 
 from mrcnn.config import IMAGE_DIVISOR, Config
 from mrcnn.graph.backbone import resnet_graph
-from mrcnn.graph.detection import DetectionLayer
+from mrcnn.graph.detection import DetectionBoxes, DetectionLayer, PadDetections
 from mrcnn.graph.fpn import fpn_graph
 from mrcnn.graph.heads import classifier_head, mask_head
 from mrcnn.graph.proposals import ProposalLayer
@@ -97,9 +97,10 @@ def build_inference_model(config: Config) -> keras.Model:
                                 name="mrcnn_detection")(
         [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
     # The mask head runs on the final detections, not on all proposals.
-    detection_boxes = detections[..., :4]
+    detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     mrcnn_mask = mask_head(detection_boxes, input_image_meta, head_maps, config.MASK_POOL_SIZE,
                            config.NUM_CLASSES, config.TRAIN_BN)
+    mrcnn_mask = PadDetections(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
     return keras.Model([input_image, input_image_meta, input_anchors],
                        [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
                         rpn_class, rpn_bbox], name="mask_rcnn")

@@ -1,0 +1,468 @@
+"""Training input pipeline: ground truth, RPN anchor targets, augmentation and batches.
+
+NumPy only: nothing here builds a TensorFlow graph (``keras`` is imported for the
+:class:`keras.utils.PyDataset` base class alone).
+
+Shape shorthand: ``H, W`` image size as loaded, ``h, w`` after resizing; ``N`` instances
+of an image; ``A`` anchors; ``B`` = ``BATCH_SIZE``; ``G`` = ``MAX_GT_INSTANCES``;
+``R`` = ``RPN_TRAIN_ANCHORS_PER_IMAGE``; ``META`` = ``IMAGE_META_SIZE``; ``mh, mw`` =
+``MINI_MASK_SHAPE`` (or ``h, w`` without mini masks). Boxes are ``(y1, x1, y2, x2)`` in
+pixels, ``y2``/``x2`` exclusive.
+
+Randomness: every random choice (augmentation, anchor and instance subsampling, shuffling)
+comes from a ``np.random.Generator`` that :class:`DataGenerator` derives from
+``(seed, epoch, batch index)``, so a batch does not depend on which worker builds it or when.
+Two things stay outside that control: ``IMAGE_RESIZE_MODE = "crop"``, whose crop position
+comes from Python's global ``random`` (``mrcnn.images.resize_image``), and augmentation
+callables that draw from their own random state.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Callable, NamedTuple, Sequence
+
+import keras
+import numpy as np
+
+from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
+from mrcnn.images import (compose_image_meta, minimize_mask, mold_image, resize_image,
+                          resize_mask)
+
+__all__ = ["Augmenter", "AugmentationError", "TrainingExample", "load_image_gt",
+           "build_rpn_targets", "load_training_example", "DataGenerator"]
+
+logger = logging.getLogger(__name__)
+
+# IoU at or above which an anchor is positive, and below which it is negative (classic).
+RPN_POSITIVE_IOU = 0.7
+RPN_NEGATIVE_IOU = 0.3
+# An anchor that touches a crowd box at least this much is never a negative: the crowd
+# may well hide an object there.
+CROWD_IOU = 0.001
+# Consecutive images that fail to load before the generator gives up: one broken file
+# should not end a long training run, but a broken dataset must not loop silently.
+MAX_CONSECUTIVE_ERRORS = 5
+
+AugmentFn = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+
+
+class AugmentationError(ValueError):
+    """An augmentation changed the shape or dtype of the image or the masks."""
+
+
+class Augmenter:
+    """Random flips, 90° rotations and brightness changes, safe for instance masks.
+
+    The geometric operations move the image and the masks identically; brightness changes
+    the image only. Random draws are made in the same order on every call, so a seed fixes
+    the whole sequence.
+
+    Any callable ``(image, masks) -> (image, masks)`` works as ``augmentation`` too, which is
+    how other libraries plug in. With albumentations, for example::
+
+        transform = A.Compose([A.HorizontalFlip(p=0.5), A.RandomBrightnessContrast(p=0.2)])
+        def augmentation(image, masks):
+            out = transform(image=image, mask=masks.astype(np.uint8))
+            return out["image"], out["mask"].astype(bool)
+
+    Such callables must keep the shapes (no resizing or cropping): resizing belongs to
+    ``IMAGE_RESIZE_MODE``.
+    """
+
+    def __init__(self, fliplr: float = 0.5, flipud: float = 0.0, rot90: bool = False,
+                 brightness: float = 0.0, seed: int | None = None):
+        """Makes an augmenter.
+
+        Args:
+            fliplr: probability of a left-right flip.
+            flipud: probability of an up-down flip.
+            rot90: rotate by a random multiple of 90 degrees. Only square images are
+                rotated; a rotation would change the shape of the others.
+            brightness: b in [0, 1]: the image is multiplied by a factor drawn uniformly
+                from [1 - b, 1 + b] and clipped to its dtype's range.
+            seed: seed of the generator used when no ``rng`` is passed to a call.
+
+        Raises:
+            ValueError: a probability or ``brightness`` outside [0, 1].
+        """
+        for name, value in (("fliplr", fliplr), ("flipud", flipud), ("brightness", brightness)):
+            if not 0 <= value <= 1:
+                raise ValueError(f"Augmenter({name}={value!r}): use a value in [0, 1]")
+        self.fliplr = fliplr
+        self.flipud = flipud
+        self.rot90 = rot90
+        self.brightness = brightness
+        self._rng = np.random.default_rng(seed)
+
+    def __repr__(self) -> str:
+        return (f"Augmenter(fliplr={self.fliplr}, flipud={self.flipud}, rot90={self.rot90}, "
+                f"brightness={self.brightness})")
+
+    def __call__(self, image: np.ndarray, masks: np.ndarray,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Augments one image and its instance masks.
+
+        Args:
+            image: [h, w, C] image (uint8 in training).
+            masks: [h, w, N] bool instance masks.
+            rng: random generator; None uses the augmenter's own (seeded) one.
+
+        Returns:
+            image: [h, w, C] augmented image, same dtype.
+            masks: [h, w, N] the masks moved like the image.
+        """
+        rng = self._rng if rng is None else rng
+        flip_lr, flip_ud = rng.random(2) < (self.fliplr, self.flipud)
+        quarter_turns = int(rng.integers(4))
+        factor = rng.uniform(1 - self.brightness, 1 + self.brightness)
+        if flip_lr:
+            image, masks = image[:, ::-1], masks[:, ::-1]
+        if flip_ud:
+            image, masks = image[::-1], masks[::-1]
+        if self.rot90 and image.shape[0] == image.shape[1]:
+            image = np.rot90(image, quarter_turns, axes=(0, 1))
+            masks = np.rot90(masks, quarter_turns, axes=(0, 1))
+        if self.brightness:
+            scaled = image.astype(np.float32) * factor
+            if np.issubdtype(image.dtype, np.integer):
+                limits = np.iinfo(image.dtype)
+                scaled = np.clip(np.rint(scaled), limits.min, limits.max)
+            image = scaled.astype(image.dtype)
+        return np.ascontiguousarray(image), np.ascontiguousarray(masks)
+
+
+def _augment(augmentation: AugmentFn, image: np.ndarray, masks: np.ndarray,
+             rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+    """Runs an augmentation and checks that it kept the shapes and the image dtype."""
+    if isinstance(augmentation, Augmenter):
+        new_image, new_masks = augmentation(image, masks, rng=rng)
+    else:
+        new_image, new_masks = augmentation(image, masks)
+    new_image, new_masks = np.asarray(new_image), np.asarray(new_masks)
+    if new_image.shape != image.shape or new_masks.shape != masks.shape:
+        raise AugmentationError(
+            f"augmentation {augmentation!r} changed the shapes: image {image.shape} -> "
+            f"{new_image.shape}, masks {masks.shape} -> {new_masks.shape}. Augmentations "
+            f"must keep shapes; resize or crop through IMAGE_RESIZE_MODE instead.")
+    if new_image.dtype != image.dtype:
+        raise AugmentationError(f"augmentation {augmentation!r} changed the image dtype "
+                                f"from {image.dtype} to {new_image.dtype}")
+    return new_image, new_masks.astype(bool)
+
+
+def load_image_gt(dataset, config, image_id: int, augmentation: AugmentFn | None = None,
+                  use_mini_mask: bool | None = None, rng: np.random.Generator | None = None):
+    """Loads an image and its ground truth, resized (and augmented) for training.
+
+    Args:
+        dataset: a prepared ``Dataset``.
+        config: a ``Config``; uses the ``IMAGE_*`` resize settings, ``NUM_CLASSES``,
+            ``USE_MINI_MASK`` and ``MINI_MASK_SHAPE``.
+        image_id: [] internal image id.
+        augmentation: None, an :class:`Augmenter`, or a callable
+            ``(image [h, w, 3], masks bool [h, w, N]) -> (image, masks)`` that keeps shapes.
+            It runs after resizing.
+        use_mini_mask: store the masks cropped to their boxes at ``MINI_MASK_SHAPE``;
+            None follows ``config.USE_MINI_MASK``.
+        rng: random generator for an :class:`Augmenter`; None uses the augmenter's own.
+
+    Returns:
+        image: [h, w, 3] the resized image, in the dataset's dtype (uint8).
+        image_meta: [META] from ``compose_image_meta``; its window is the one of the
+            resized image before augmentation (as in the classic pipeline; the graph reads
+            the window at inference only).
+        class_ids: int32 [N] class ids; negative ids (crowds) are kept.
+        bbox: int32 [N, (y1, x1, y2, x2)] boxes of the final masks (the dataset's own boxes
+            are ignored).
+        mask: bool [h, w, N], or [mh, mw, N] with mini masks. Instances whose mask became
+            empty (resized or cropped away) are dropped.
+
+    Raises:
+        AugmentationError: the augmentation changed a shape or the image dtype.
+    """
+    if use_mini_mask is None:
+        use_mini_mask = config.USE_MINI_MASK
+    image = dataset.load_image(image_id)
+    masks, class_ids = dataset.load_mask(image_id)
+    original_shape = image.shape
+    image, window, scale, padding, crop = resize_image(
+        image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+        max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+    masks = resize_mask(masks.astype(bool), scale, padding, crop)
+    if augmentation is not None:
+        image, masks = _augment(augmentation, image, masks, rng)
+
+    keep = masks.any(axis=(0, 1))
+    masks = masks[:, :, keep]
+    class_ids = np.asarray(class_ids, dtype=np.int32)[keep]
+    bbox = extract_bboxes(masks)
+
+    active_class_ids = np.zeros(config.NUM_CLASSES, dtype=np.int32)
+    source = dataset.image_info[image_id]["source"]
+    active_class_ids[dataset.source_class_ids[source]] = 1
+
+    if use_mini_mask:
+        masks = minimize_mask(bbox, masks, config.MINI_MASK_SHAPE)
+    image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale,
+                                    active_class_ids)
+    return image, image_meta, class_ids, bbox, masks
+
+
+def _subsample(indices: np.ndarray, keep: int, rng: np.random.Generator) -> np.ndarray:
+    """The entries of ``indices`` beyond ``keep``, chosen at random (empty if none)."""
+    extra = len(indices) - keep
+    if extra <= 0:
+        return indices[:0]
+    return rng.choice(indices, extra, replace=False)
+
+
+def build_rpn_targets(anchors: np.ndarray, gt_class_ids: np.ndarray, gt_boxes: np.ndarray,
+                      config, rng: np.random.Generator | None = None):
+    """Labels the anchors and computes the box deltas the RPN should predict.
+
+    Classic rules: crowd boxes (negative class ids) are left out of the ground truth, and an
+    anchor overlapping a crowd box (IoU >= 0.001) is never negative. An anchor is negative
+    when its best IoU is below 0.3; for every ground-truth box, all the anchors tied at its
+    best IoU are positive (even below 0.3); an anchor with IoU >= 0.7 is positive. Then
+    random positives beyond ``R // 2`` and random negatives beyond ``R - positives`` are
+    made neutral.
+
+    Args:
+        anchors: [A, (y1, x1, y2, x2)] anchors in pixels.
+        gt_class_ids: [N] class ids; negative for crowds.
+        gt_boxes: [N, (y1, x1, y2, x2)] ground-truth boxes in pixels.
+        config: a ``Config``; uses ``RPN_TRAIN_ANCHORS_PER_IMAGE`` and ``RPN_BBOX_STD_DEV``.
+        rng: random generator of the subsampling; None makes a fresh unseeded one.
+
+    Returns:
+        rpn_match: int32 [A], 1 positive, -1 negative, 0 neutral.
+        rpn_bbox: float32 [R, (dy, dx, log(dh), log(dw))] deltas from each positive anchor
+            (in anchor order) to its best ground-truth box, divided by
+            ``RPN_BBOX_STD_DEV``; zero rows after the positives.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    gt_class_ids = np.asarray(gt_class_ids)
+    gt_boxes = np.asarray(gt_boxes).reshape(-1, 4)
+    num_anchors = len(anchors)
+    rpn_match = np.zeros(num_anchors, dtype=np.int32)
+    rpn_bbox = np.zeros((config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), dtype=np.float32)
+
+    crowd = gt_class_ids < 0
+    if crowd.any():
+        crowd_iou = compute_overlaps(anchors, gt_boxes[crowd]).max(axis=1)
+        may_be_negative = crowd_iou < CROWD_IOU
+        gt_boxes = gt_boxes[~crowd]
+    else:
+        may_be_negative = np.ones(num_anchors, dtype=bool)
+
+    overlaps = compute_overlaps(anchors, gt_boxes)  # [A, gt]
+    # initial=0 gives the no-gt case its meaning: every anchor has IoU 0.
+    anchor_iou_max = overlaps.max(axis=1, initial=0.0)
+    rpn_match[(anchor_iou_max < RPN_NEGATIVE_IOU) & may_be_negative] = -1
+    # Every gt box gets its best anchors, however poorly matched. A gt that overlaps no
+    # anchor at all (IoU 0) has no best anchor: without the > 0 test every anchor would tie.
+    gt_best = (overlaps == overlaps.max(axis=0, initial=0.0)) & (overlaps > 0)
+    rpn_match[gt_best.any(axis=1)] = 1
+    rpn_match[anchor_iou_max >= RPN_POSITIVE_IOU] = 1
+
+    positives = np.nonzero(rpn_match == 1)[0]
+    rpn_match[_subsample(positives, config.RPN_TRAIN_ANCHORS_PER_IMAGE // 2, rng)] = 0
+    num_positives = int(np.sum(rpn_match == 1))
+    negatives = np.nonzero(rpn_match == -1)[0]
+    rpn_match[_subsample(negatives, config.RPN_TRAIN_ANCHORS_PER_IMAGE - num_positives,
+                         rng)] = 0
+
+    positives = np.nonzero(rpn_match == 1)[0]
+    if len(positives):
+        best_gt = overlaps[positives].argmax(axis=1)
+        deltas = box_refinement(anchors[positives], gt_boxes[best_gt])
+        rpn_bbox[:len(positives)] = deltas / config.RPN_BBOX_STD_DEV
+    return rpn_match, rpn_bbox
+
+
+class TrainingExample(NamedTuple):
+    """One image's network inputs, padded to fixed sizes (see :func:`load_training_example`)."""
+    image: np.ndarray
+    image_meta: np.ndarray
+    rpn_match: np.ndarray
+    rpn_bbox: np.ndarray
+    gt_class_ids: np.ndarray
+    gt_boxes: np.ndarray
+    gt_masks: np.ndarray
+
+
+def load_training_example(dataset, config, image_id: int, anchors: np.ndarray,
+                          augmentation: AugmentFn | None, rng: np.random.Generator
+                          ) -> TrainingExample:
+    """Everything the training graph needs from one image.
+
+    Args:
+        dataset: a prepared ``Dataset``.
+        config: a ``Config``.
+        image_id: [] internal image id.
+        anchors: [A, (y1, x1, y2, x2)] anchors in pixels of the molded image.
+        augmentation: as for :func:`load_image_gt`, or None.
+        rng: random generator for augmentation and subsampling.
+
+    Returns:
+        A :class:`TrainingExample` of
+        image: float32 [h, w, 3] molded (``image - MEAN_PIXEL``);
+        image_meta: float32 [META];
+        rpn_match: int32 [A]; rpn_bbox: float32 [R, 4] (see :func:`build_rpn_targets`,
+        computed from all the instances);
+        gt_class_ids: int32 [G]; gt_boxes: float32 [G, (y1, x1, y2, x2)] in pixels;
+        gt_masks: bool [mh, mw, G]. Instances beyond ``MAX_GT_INSTANCES`` are dropped at
+        random; the rest of the slots are zero.
+    """
+    image, image_meta, class_ids, boxes, masks = load_image_gt(
+        dataset, config, image_id, augmentation=augmentation, rng=rng)
+    rpn_match, rpn_bbox = build_rpn_targets(anchors, class_ids, boxes, config, rng=rng)
+
+    max_instances = config.MAX_GT_INSTANCES
+    if len(class_ids) > max_instances:
+        keep = rng.choice(len(class_ids), max_instances, replace=False)
+        class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[:, :, keep]
+    count = len(class_ids)
+    gt_class_ids = np.zeros(max_instances, dtype=np.int32)
+    gt_boxes = np.zeros((max_instances, 4), dtype=np.float32)
+    gt_masks = np.zeros(masks.shape[:2] + (max_instances,), dtype=bool)
+    gt_class_ids[:count] = class_ids
+    gt_boxes[:count] = boxes
+    gt_masks[:, :, :count] = masks
+    return TrainingExample(mold_image(image, config).astype(np.float32),
+                           image_meta.astype(np.float32), rpn_match, rpn_bbox,
+                           gt_class_ids, gt_boxes, gt_masks)
+
+
+class DataGenerator(keras.utils.PyDataset):
+    """Training batches of a dataset, for ``keras.Model.fit``.
+
+    Batch ``i`` of an epoch holds the images at positions ``i * B ...`` of that epoch's
+    order (reshuffled in :meth:`on_epoch_end`); the last batch wraps around to the start so
+    that every batch has ``B`` images. An image with no instance of a positive class is
+    replaced by the next image of the order, unless ``negative_images`` is set. An image
+    that fails to load is logged and replaced the same way; ``MAX_CONSECUTIVE_ERRORS``
+    failures in a row re-raise the error.
+
+    Each item is ``(inputs,)`` (no targets: the losses are part of the model), inputs being
+    the list ``[input_image float32 [B, h, w, 3], input_image_meta float32 [B, META],
+    input_rpn_match int32 [B, A, 1], input_rpn_bbox float32 [B, R, 4],
+    input_gt_class_ids int32 [B, G], input_gt_boxes float32 [B, G, 4],
+    input_gt_masks bool [B, mh, mw, G]]``.
+    """
+
+    def __init__(self, dataset, config, shuffle: bool = True,
+                 augmentation: AugmentFn | None = None,
+                 no_augmentation_sources: Sequence[str] | None = None,
+                 negative_images: bool = False, seed: int | None = None, workers: int = 1,
+                 use_multiprocessing: bool = False, max_queue_size: int = 10):
+        """Makes the generator.
+
+        Args:
+            dataset: a prepared ``Dataset`` with at least one image.
+            config: a ``Config``; ``BATCH_SIZE`` images per batch, anchors for
+                ``IMAGE_SHAPE``.
+            shuffle: reshuffle the images every epoch; False keeps the dataset order.
+            augmentation: as for :func:`load_image_gt`, or None.
+            no_augmentation_sources: [S] sources whose images are never augmented.
+            negative_images: keep images with no positive instance, as negatives.
+            seed: makes every batch of every epoch reproducible (with any number of thread
+                workers); None picks a random seed.
+            workers, use_multiprocessing, max_queue_size: parallelism of ``fit``, see
+                ``keras.utils.PyDataset``. Multiprocessing needs a dataset that can be
+                copied into forked processes.
+
+        Raises:
+            ValueError: the dataset has no images.
+        """
+        super().__init__(workers=workers, use_multiprocessing=use_multiprocessing,
+                         max_queue_size=max_queue_size)
+        if len(dataset.image_ids) == 0:
+            raise ValueError("DataGenerator: the dataset has no images "
+                             "(did you add images and call dataset.prepare()?)")
+        self.dataset = dataset
+        self.config = config
+        self.shuffle = shuffle
+        self.augmentation = augmentation
+        self.no_augmentation_sources = set(no_augmentation_sources or ())
+        self.negative_images = negative_images
+        # An integer (SeedSequence entropy) rather than a Generator: batches derive their
+        # own generator from (seed, epoch, index), whatever worker builds them.
+        self.seed = np.random.SeedSequence(seed).entropy
+        self.epoch = 0
+        self.anchors = generate_pyramid_anchors(
+            config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+            compute_backbone_shapes(config, config.IMAGE_SHAPE), config.BACKBONE_STRIDES,
+            config.RPN_ANCHOR_STRIDE)
+        self.image_ids = self._epoch_order()
+
+    def _epoch_order(self) -> np.ndarray:
+        ids = np.asarray(self.dataset.image_ids)
+        if not self.shuffle:
+            return ids
+        return np.random.default_rng([self.seed, self.epoch]).permutation(ids)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.image_ids) / self.config.BATCH_SIZE)
+
+    def on_epoch_end(self) -> None:
+        """Moves to the next epoch and reshuffles."""
+        self.epoch += 1
+        self.image_ids = self._epoch_order()
+
+    def __getitem__(self, index: int):
+        """Builds batch ``index`` of the current epoch.
+
+        Args:
+            index: [] batch index in ``0 .. len(self) - 1``.
+
+        Returns:
+            ``(inputs,)``, inputs the list of seven arrays described in the class docstring.
+
+        Raises:
+            IndexError: index out of range.
+            ValueError: no image of the dataset is usable (all without instances).
+        """
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range: the generator has {len(self)}")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        examples = []
+        position = index * self.config.BATCH_SIZE
+        errors = 0
+        misses = 0
+        while len(examples) < self.config.BATCH_SIZE:
+            if misses == len(self.image_ids):
+                raise ValueError(
+                    "DataGenerator: no image of the dataset has an instance of a positive "
+                    "class; check load_mask() or pass negative_images=True")
+            image_id = int(self.image_ids[position % len(self.image_ids)])
+            position += 1
+            try:
+                example = self._load(image_id, rng)
+                errors = 0
+            except AugmentationError:
+                raise
+            except Exception:
+                errors += 1
+                misses += 1
+                logger.exception("Skipping image %d (%s): loading it failed", image_id,
+                                 self.dataset.image_reference(image_id))
+                if errors >= MAX_CONSECUTIVE_ERRORS:
+                    raise
+                continue
+            if self.negative_images or np.any(example.gt_class_ids > 0):
+                examples.append(example)
+                misses = 0
+            else:
+                misses += 1
+        inputs = [np.stack(column) for column in zip(*examples)]
+        inputs[2] = inputs[2][:, :, np.newaxis]  # rpn_match: [B, A] -> [B, A, 1]
+        return (inputs,)
+
+    def _load(self, image_id: int, rng: np.random.Generator) -> TrainingExample:
+        source = self.dataset.image_info[image_id]["source"]
+        augmentation = None if source in self.no_augmentation_sources else self.augmentation
+        return load_training_example(self.dataset, self.config, image_id, self.anchors,
+                                     augmentation, rng)
