@@ -26,6 +26,8 @@ setup(
         "pycocotools",
         "matplotlib",
         "h5py",
+        # TensorFlow no longer brings it; train() writes TensorBoard logs.
+        "tensorboard",
     ],
     extras_require={"test": ["pytest"]},
 )

@@ -92,8 +92,7 @@ class CocoDataset(Dataset):
         if class_map is not None:
             warnings.warn("load_coco(class_map=...) is not supported and is ignored.",
                           stacklevel=2)
-        json_path, image_dir = find_coco_files(os.fspath(dataset_dir_or_json), subset, year,
-                                               image_dir)
+        json_path, image_dir = find_coco_files(dataset_dir_or_json, subset, year, image_dir)
         coco = read_coco(json_path)
 
         all_ids = sorted(coco.cats)
@@ -309,7 +308,10 @@ def evaluate_coco(model: Any, dataset: Dataset, coco: COCO, eval_type: str = "bb
     """Runs `model` over dataset images and scores the detections with COCOeval.
 
     Only the dataset's classes are scored (``params.catIds``), so a model
-    trained on a few COCO categories is not charged for the others.
+    trained on a few COCO categories is not charged for the others. Note that
+    pycocotools' "segm" evaluation rewrites the ground-truth segmentations in
+    `coco` (shared with the dataset's annotations) as RLEs, in place; the masks
+    they give stay the same.
 
     Args:
         model: anything with ``detect(images)`` returning one dict per image

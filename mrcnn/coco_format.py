@@ -49,7 +49,7 @@ def read_coco(json_path: str) -> COCO:
     return coco
 
 
-def find_coco_files(location: str, subset: str | None = None, year: int | str | None = None,
+def find_coco_files(location: str | os.PathLike, subset: str | None = None, year: int | str | None = None,
                     image_dir: str | os.PathLike | None = None) -> tuple[str, str]:
     """Paths of an annotations file and its image folder, checked to exist.
 
@@ -70,6 +70,7 @@ def find_coco_files(location: str, subset: str | None = None, year: int | str | 
             sets, the cocodataset.org archive to unzip where.
         ValueError: `subset` missing with a root, or given with a JSON path.
     """
+    location = os.fspath(location)
     problems = []
     if location.lower().endswith(".json") or os.path.isfile(location):
         if subset is not None or year is not None:
@@ -120,11 +121,12 @@ def _missing_json(root: str, json_path: str, subset: str, year: str) -> str:
                           f"{os.path.join(root, 'annotations')} (or use val2017, nearly "
                           "the same images as minival2014).")
     folder = os.path.join(root, "annotations")
-    found = sorted(n for n in os.listdir(folder) if n.startswith("instances_")) \
-        if os.path.isdir(folder) else []
-    return message + (f"Found instead: {', '.join(found)}. " if found else "") + \
-        ("Put the COCO-format annotations there, or pass the JSON path itself with "
-         "image_dir=...")
+    if os.path.isdir(folder):
+        found = sorted(n for n in os.listdir(folder) if n.startswith("instances_"))
+        if found:
+            message += f"Found instead: {', '.join(found)}. "
+    return message + ("Put the COCO-format annotations there, or pass the JSON path itself "
+                      "with image_dir=...")
 
 
 def check_coco(data: Any, source: str) -> None:

@@ -13,6 +13,7 @@ import glob
 import os
 import re
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -20,9 +21,18 @@ from mrcnn import weights as weight_files
 from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.boxes import denorm_boxes, norm_boxes
 from mrcnn.config import Config
-from mrcnn.graph.network import build_inference_model
+from mrcnn.data import DataGenerator
+from mrcnn.graph.network import build_inference_model, build_training_model
 from mrcnn.images import compose_image_meta, mold_image, resize_image, unmold_mask
 
+# The classic `layers` presets of train(): regexes over the layer names.
+LAYER_PRESETS = {
+    "heads": r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "5+": r"(res5.*)|(bn5.*)|(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)",
+    "all": ".*",
+}
 IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/"
                         "download/v0.2/" + IMAGENET_WEIGHTS_FILE)
@@ -62,9 +72,7 @@ class MaskRCNN:
 
     def build(self, mode: str, config: Config):
         """Builds the Keras model of ``mode`` from ``config``."""
-        if mode == "inference":
-            return build_inference_model(config)
-        raise NotImplementedError("Training mode is not built yet.")
+        return (build_inference_model if mode == "inference" else build_training_model)(config)
 
     # ------------------------------------------------------------------ inference
 
@@ -255,6 +263,99 @@ class MaskRCNN:
             detections, mrcnn_mask, original_shape, molded_shape, window)
         return {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
 
+    # ------------------------------------------------------------------ training
+
+    def set_trainable(self, layer_regex: str, keras_model=None, verbose: int = 0) -> list:
+        """Makes the weighted layers whose full name matches ``layer_regex`` trainable
+        and freezes the others; nested models (``rpn_model``) are entered.
+
+        Args:
+            layer_regex: a regex matched (fullmatch) against each layer's name.
+            keras_model: the model to walk; the training model by default.
+            verbose: 1 prints the trainable layers.
+
+        Returns:
+            The names of the trainable layers.
+        """
+        keras_model = keras_model or self.keras_model
+        trainable = []
+        for layer in keras_model.layers:
+            if isinstance(layer, keras.Model):
+                trainable += self.set_trainable(layer_regex, layer, verbose)
+                layer.trainable = any(sub.trainable for sub in layer.layers if sub.weights)
+                continue
+            if not layer.weights:
+                continue
+            layer.trainable = bool(re.fullmatch(layer_regex, layer.name))
+            if layer.trainable:
+                trainable.append(layer.name)
+                if verbose:
+                    print(f"trainable: {layer.name} ({type(layer).__name__})")
+        return trainable
+
+    def compile(self, learning_rate: float, momentum: float) -> None:
+        """SGD with momentum and global gradient-norm clipping; the losses come
+        from the named loss layers and the model's weight decay."""
+        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+                                         global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+        # NMS and the data-dependent gathers have dynamic shapes: no XLA.
+        self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+
+    def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int,
+              layers: str, augmentation=None, custom_callbacks=None,
+              no_augmentation_sources=None, workers: int | None = None):
+        """Trains the model up to epoch ``epochs`` (absolute, not a count).
+
+        Args:
+            train_dataset, val_dataset: prepared Dataset objects.
+            learning_rate: SGD learning rate.
+            epochs: the epoch to reach; training continues from ``self.epoch``
+                (0, or the epoch of the checkpoint last loaded).
+            layers: a preset ("heads", "3+", "4+", "5+", "all") or a regex of
+                the layer names to train.
+            augmentation: None, a ``mrcnn.data.Augmenter``, or a callable
+                ``(image, masks) -> (image, masks)`` (e.g. an albumentations
+                adapter) applied to training images.
+            custom_callbacks: more Keras callbacks.
+            no_augmentation_sources: dataset sources never augmented.
+            workers: data-loading threads (default: the CPU count, at most 4).
+
+        Returns:
+            The Keras History: ``loss``, the five named losses and their ``val_`` twins.
+        """
+        if self.mode != "training":
+            raise RuntimeError("train() needs a model created with mode='training'.")
+        if self.epoch >= epochs:
+            raise ValueError(f"The model is at epoch {self.epoch} already; epochs is the epoch "
+                             f"to reach, so pass more than {self.epoch}.")
+        layer_regex = LAYER_PRESETS.get(layers, layers)
+        workers = workers or min(4, os.cpu_count() or 1)
+        train_batches = DataGenerator(train_dataset, self.config, shuffle=True,
+                                      augmentation=augmentation,
+                                      no_augmentation_sources=no_augmentation_sources,
+                                      steps_per_epoch=self.config.STEPS_PER_EPOCH,
+                                      workers=workers)
+        val_batches = DataGenerator(val_dataset, self.config, shuffle=True,
+                                    steps_per_epoch=self.config.VALIDATION_STEPS,
+                                    workers=workers)
+        os.makedirs(self.log_dir, exist_ok=True)
+        callbacks = [keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
+                                                 write_graph=False),
+                     ClassicCheckpoint(self.checkpoint_path)] + list(custom_callbacks or [])
+        print(f"Starting at epoch {self.epoch}. LR={learning_rate}\n"
+              f"Checkpoint path: {self.checkpoint_path}")
+        self.set_trainable(layer_regex)
+        self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
+        history = self.keras_model.fit(
+            train_batches, initial_epoch=self.epoch, epochs=epochs,
+            steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
+            validation_data=val_batches, validation_steps=self.config.VALIDATION_STEPS,
+            # The generators reshuffle themselves, reproducibly; Keras's own
+            # shuffle of batch indices would use Python's global random state.
+            shuffle=False)
+        self.epoch = max(self.epoch, epochs)
+        return history
+
     # ------------------------------------------------------------------ weights
 
     def load_weights(self, filepath: str, by_name: bool = False, exclude=None):
@@ -334,3 +435,19 @@ class MaskRCNN:
         if not checkpoints:
             raise FileNotFoundError(f"No checkpoint mask_rcnn*.h5 in {runs[-1]!r}.")
         return checkpoints[-1]
+
+
+class ClassicCheckpoint(keras.callbacks.Callback):
+    """Saves the weights after every epoch in the classic HDF5 layout.
+
+    Args:
+        path_template: checkpoint path with an ``{epoch:04d}`` field, filled
+            with the 1-based number of the epoch just finished.
+    """
+
+    def __init__(self, path_template: str):
+        super().__init__()
+        self.path_template = path_template
+
+    def on_epoch_end(self, epoch, logs=None):
+        weight_files.save_weights(self.model, self.path_template.format(epoch=epoch + 1))

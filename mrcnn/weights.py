@@ -118,6 +118,32 @@ def load_weights(model: keras.Model, filepath: str, by_name: bool = False,
     return report
 
 
+def num_classes_in_file(filepath: str) -> int | None:
+    """Number of classes (background included) of a weight file's class head.
+
+    Args:
+        filepath: path of a classic-layout .h5 file.
+
+    Returns:
+        The width of ``mrcnn_class_logits``, e.g. 81 for mask_rcnn_coco.h5;
+        None for a file without that layer (ImageNet backbone weights).
+
+    Raises:
+        FileNotFoundError: no file at ``filepath``.
+        WeightFileError: the file is not in the classic layout.
+    """
+    if not os.path.isfile(filepath):
+        raise FileNotFoundError(f"No weight file at {filepath!r}.")
+    with h5py.File(filepath, "r") as handle:
+        group = _open_weights_group(handle, filepath)
+        if "mrcnn_class_logits" not in group:
+            return None
+        layer = group["mrcnn_class_logits"]
+        weight_names = [_text(w) for w in layer.attrs.get("weight_names", [])]
+        # The kernel [fc, classes] or the bias [classes]: the last axis counts the classes.
+        return int(layer[weight_names[0]].shape[-1]) if weight_names else None
+
+
 def _check_same_layers(filepath: str, report: LoadReport) -> None:
     if report.unused_in_file or report.not_in_file:
         raise WeightFileError(

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mrcnn.boxes import extract_bboxes
+from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
 from mrcnn.data import (MAX_CONSECUTIVE_ERRORS, AugmentationError, Augmenter, DataGenerator,
                         build_rpn_targets, load_image_gt, load_training_example)
 from mrcnn.dataset import Dataset
@@ -136,6 +136,48 @@ def test_rpn_targets_without_gt_are_negatives_only():
     assert not bbox.any()
 
 
+def test_rpn_targets_ignore_a_gt_that_overlaps_no_anchor():
+    outside = [500, 500, 510, 510]
+    match, bbox = build_rpn_targets(ANCHORS, np.array([1, 2]), np.array([GT_A, outside]),
+                                    rpn_config(), rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(match, [1, 1, 0, -1, -1, -1])
+
+
+def classic_rpn_match(anchors, gt_class_ids, gt_boxes):
+    """The classic labelling, written the classic way ([A, gt] overlaps, argwhere ties)."""
+    match = np.zeros(len(anchors), dtype=np.int32)
+    crowd = gt_class_ids < 0
+    no_crowd = np.ones(len(anchors), dtype=bool)
+    if crowd.any():
+        no_crowd = compute_overlaps(anchors, gt_boxes[crowd]).max(axis=1) < 0.001
+    gt_boxes = gt_boxes[~crowd]
+    overlaps = compute_overlaps(anchors, gt_boxes)
+    argmax = np.argmax(overlaps, axis=1)
+    iou_max = overlaps[np.arange(len(anchors)), argmax]
+    match[(iou_max < 0.3) & no_crowd] = -1
+    match[np.argwhere(overlaps == np.max(overlaps, axis=0))[:, 0]] = 1
+    match[iou_max >= 0.7] = 1
+    return match, gt_boxes[argmax]
+
+
+def test_rpn_targets_match_the_classic_rules_on_pyramid_anchors():
+    config = ShapesConfig()
+    anchors = DataGenerator(ToyDataset([[]]), config).anchors
+    rng = np.random.default_rng(5)
+    corners = rng.integers(0, 100, (6, 2))
+    gt_boxes = np.concatenate([corners, corners + rng.integers(6, 40, (6, 2))], axis=1)
+    gt_class_ids = np.array([1, 2, 3, -1, 1, 2])
+    expected, best_gt = classic_rpn_match(anchors, gt_class_ids, gt_boxes)
+    # Room for every label: no subsampling, so the labels compare one to one.
+    match, bbox = build_rpn_targets(anchors, gt_class_ids, gt_boxes,
+                                    rpn_config(2 * len(anchors)))
+    np.testing.assert_array_equal(match, expected)
+    positives = expected == 1
+    deltas = box_refinement(anchors[positives], best_gt[positives]) / STD
+    np.testing.assert_allclose(bbox[:positives.sum()], deltas, rtol=1e-6)
+    assert not bbox[positives.sum():].any()
+
+
 # ---------------------------------------------------------------- load_image_gt
 
 def test_load_image_gt_resizes_image_and_masks_together():
@@ -242,8 +284,13 @@ def test_shape_changing_augmentation_raises(shapes):
     def crop(image, masks):
         return image[:100], masks[:100]
 
-    with pytest.raises(ValueError, match="crop"):
+    def to_float(image, masks):
+        return image / 255.0, masks
+
+    with pytest.raises(AugmentationError, match="crop"):
         load_image_gt(shapes, ShapesConfig(), 0, augmentation=crop)
+    with pytest.raises(ValueError, match="to_float.*dtype"):
+        load_image_gt(shapes, ShapesConfig(), 0, augmentation=to_float)
     with pytest.raises(ValueError):
         Augmenter(fliplr=1.5)
 
@@ -255,6 +302,7 @@ def test_generator_batch_layout(shapes):
     generator = DataGenerator(shapes, config, shuffle=False, seed=0)
     assert len(generator) == 3
     (inputs,) = generator[0]
+    assert isinstance(inputs, tuple)  # tf.data (used by fit) rejects a list here
     num_anchors = len(generator.anchors)
     assert num_anchors == 3 * sum((128 // s) ** 2 for s in config.BACKBONE_STRIDES)
     expected = [((2, 128, 128, 3), np.float32), ((2, 16), np.float32),
@@ -311,7 +359,7 @@ def test_generator_skips_images_without_instances():
     assert np.all(inputs[2][0] <= 0)  # no gt: negatives only
 
     empty = DataGenerator(ToyDataset([[], []]), SmallConfig(), shuffle=False)
-    with pytest.raises(ValueError, match="negative_images"):
+    with pytest.raises(ValueError, match="negative_images=True"):
         empty[0]
 
 
@@ -368,6 +416,16 @@ def test_generator_is_deterministic_given_a_seed(shapes):
 def test_len_rounds_up():
     dataset = ToyDataset([[(1, (10, 10, 50, 50))]] * 5)
     assert len(DataGenerator(dataset, SmallConfig())) == math.ceil(5 / 2)
+
+
+def test_steps_per_epoch_makes_fresh_passes_over_the_images():
+    dataset = ToyDataset([[(1, (10, 10, 50, 50))]] * 4)
+    generator = DataGenerator(dataset, SmallConfig(), seed=3, steps_per_epoch=7)
+    assert len(generator) == 7
+    ids = [int(i) for b in range(7) for i in generator[b][0][1][:, 0]]
+    passes = [ids[k:k + 4] for k in range(0, 12, 4)]
+    assert all(sorted(p) == [0, 1, 2, 3] for p in passes)
+    assert len({tuple(p) for p in passes}) > 1
 
 
 def test_data_module_does_not_import_the_graph():

@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from mrcnn import boxes as np_boxes
 from mrcnn.graph import box_ops
-from mrcnn.graph.detection import DetectionBoxes, DetectionLayer, PadDetections
+from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
+from mrcnn.graph.layers import PadRows
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.roi_align import PyramidROIAlign, roi_levels
 
@@ -159,7 +160,7 @@ def test_detection_boxes_trim_and_pad_back():
     detections[1, :3] = [[0, 0, .5, .5, 1, .9], [0, 0, .2, .2, 2, .8], [.1, .1, .3, .3, 1, .7]]
     trimmed = DetectionBoxes()(detections).numpy()
     np.testing.assert_array_equal(trimmed, detections[:, :3, :4])
-    padded = PadDetections(5)(tf.ones([2, 3, 7])).numpy()
+    padded = PadRows(5)(tf.ones([2, 3, 7])).numpy()
     assert padded.shape == (2, 5, 7)
     assert padded[:, :3].min() == 1 and padded[:, 3:].max() == 0
 
@@ -168,7 +169,7 @@ def test_detection_boxes_trim_and_pad_back():
     ProposalLayer(10, 0.7, 100, STD),
     DetectionLayer(5, 0.7, 0.3, STD),
     PyramidROIAlign((7, 7)),
-    PadDetections(9),
+    PadRows(9),
 ])
 def test_layers_round_trip_their_config(layer):
     clone = type(layer).from_config(layer.get_config())

@@ -117,31 +117,3 @@ class DetectionBoxes(keras.layers.Layer):
     def compute_output_shape(self, detections_shape):
         return (detections_shape[0], None, 4)
 
-
-class PadDetections(keras.layers.Layer):
-    """Zero-pads axis 1 of per-detection outputs back to ``max_instances`` rows.
-
-    Args:
-        max_instances: rows of the output (DETECTION_MAX_INSTANCES).
-
-    Call args:
-        inputs: [B, n, ...] with n <= max_instances.
-
-    Returns:
-        [B, max_instances, ...].
-    """
-
-    def __init__(self, max_instances: int, **kwargs):
-        super().__init__(**kwargs)
-        self.max_instances = int(max_instances)
-
-    def call(self, inputs):
-        padding = [(0, 0)] * len(inputs.shape)
-        padding[1] = (0, self.max_instances - tf.shape(inputs)[1])
-        return tf.pad(inputs, padding)
-
-    def compute_output_shape(self, inputs_shape):
-        return (inputs_shape[0], self.max_instances) + tuple(inputs_shape[2:])
-
-    def get_config(self):
-        return {**super().get_config(), "max_instances": self.max_instances}

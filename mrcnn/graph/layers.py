@@ -1,12 +1,17 @@
-"""Building blocks shared by the backbone and the heads.
+"""Building blocks shared by the graph's modules.
 
 ``BatchNorm`` carries the classic TRAIN_BN switch; ``TimeDistributed`` applies
-a layer to every ROI in one call by folding the ROI axis into the batch.
+a layer to every ROI in one call by folding the ROI axis into the batch;
+``PyramidAnchors`` and ``NormalizeBoxes`` feed the training graph.
 """
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from mrcnn.anchors import generate_pyramid_anchors
+from mrcnn.boxes import norm_boxes
+from mrcnn.graph import box_ops
 
 
 class BatchNorm(keras.layers.BatchNormalization):
@@ -56,3 +61,98 @@ class TimeDistributed(keras.layers.TimeDistributed):
         unfolded = tf.reshape(outputs, tf.concat([leading, tf.shape(outputs)[1:]], 0))
         unfolded.set_shape(inputs.shape[:2].concatenate(outputs.shape[1:]))
         return unfolded
+
+
+class PyramidAnchors(keras.layers.Layer):
+    """The normalized pyramid anchors of a fixed image shape, for every image.
+
+    Training images all have IMAGE_SHAPE, so their anchors are one constant,
+    computed once with the numpy generator the input pipeline also uses.
+
+    Args:
+        image_shape: (height, width) of the molded training images.
+        scales, ratios, strides, anchor_stride: RPN_ANCHOR_SCALES,
+            RPN_ANCHOR_RATIOS, BACKBONE_STRIDES and RPN_ANCHOR_STRIDE.
+        feature_shapes: [(height, width)] of each pyramid level.
+
+    Call args:
+        images: [B, H, W, C]; only B is used.
+
+    Returns:
+        [B, A, (y1, x1, y2, x2)] normalized anchors.
+    """
+
+    def __init__(self, image_shape, scales, ratios, strides, anchor_stride: int,
+                 feature_shapes, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(v) for v in image_shape[:2])
+        self.scales = tuple(float(v) for v in scales)
+        self.ratios = tuple(float(v) for v in ratios)
+        self.strides = tuple(int(v) for v in strides)
+        self.anchor_stride = int(anchor_stride)
+        self.feature_shapes = tuple(tuple(int(v) for v in s) for s in feature_shapes)
+        pixels = generate_pyramid_anchors(self.scales, self.ratios, self.feature_shapes,
+                                          self.strides, self.anchor_stride)
+        self.anchors = norm_boxes(pixels, self.image_shape).astype("float32")
+
+    def call(self, images):
+        anchors = tf.constant(self.anchors)
+        return tf.broadcast_to(anchors, tf.concat([tf.shape(images)[:1], tf.shape(anchors)], 0))
+
+    def compute_output_shape(self, images_shape):
+        return (images_shape[0],) + self.anchors.shape
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": self.image_shape, "scales": self.scales,
+                "ratios": self.ratios, "strides": self.strides,
+                "anchor_stride": self.anchor_stride, "feature_shapes": self.feature_shapes}
+
+
+class NormalizeBoxes(keras.layers.Layer):
+    """Pixel boxes -> normalized boxes of the images they belong to.
+
+    Call args:
+        inputs: [boxes [B, N, (y1, x1, y2, x2)] pixels, images [B, H, W, C]].
+
+    Returns:
+        [B, N, 4] normalized boxes (see box_ops.norm_boxes).
+    """
+
+    def call(self, inputs):
+        boxes, images = inputs
+        return box_ops.norm_boxes(boxes, tf.shape(images)[1:3])
+
+    def compute_output_shape(self, inputs_shape):
+        return inputs_shape[0]
+
+
+class PadRows(keras.layers.Layer):
+    """Zero-pads axis 1 (ROIs or detections) to ``length`` rows.
+
+    Heads that only need some rows (the real detections; the positive training
+    ROIs) run on those, and this restores the full shape.
+
+    Args:
+        length: rows of the output.
+
+    Call args:
+        inputs: [B, n, ...] with n <= length.
+
+    Returns:
+        [B, length, ...].
+    """
+
+    def __init__(self, length: int, **kwargs):
+        super().__init__(**kwargs)
+        self.length = int(length)
+
+    def call(self, inputs):
+        padding = [(0, 0)] * len(inputs.shape)
+        padding[1] = (0, self.length - tf.shape(inputs)[1])
+        return tf.pad(inputs, padding)
+
+    def compute_output_shape(self, inputs_shape):
+        return (inputs_shape[0], self.length) + tuple(inputs_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "length": self.length}

@@ -186,13 +186,18 @@ class LossLayer(keras.layers.Lambda):
     records ``rpn_class_loss`` and ``val_rpn_class_loss`` next to ``loss``.
     Compile the model with no ``loss=``: ``loss`` is then the sum of every
     ``add_loss`` term. The metric records the weighted value, as the classic
-    model did, so the named losses add up to ``loss`` (with the L2 term, if any).
+    model did, so the named losses add up to ``loss`` (with the L2 term, if any);
+    exactly so per epoch when all batches have the same size, since Keras
+    averages ``loss`` weighted by batch size and these metrics per batch.
 
     Keras 3 notes (checked on 3.15): a metric assigned as a layer attribute is
     tracked, and ``Model.metrics`` collects the metrics of all sublayers, so
     no private attribute is needed; ``add_loss`` is only valid inside
     ``call``. ``compute_output_shape`` is given so that Keras does not trace
-    ``call`` on symbolic inputs to infer the shape.
+    ``call`` on symbolic inputs to infer the shape. The five losses are
+    registered as serializable, so ``from_config`` finds them by name; a
+    lambda ``loss_fn`` only reloads with unsafe deserialization enabled.
+    Works under ``tf.distribute.MirroredStrategy``.
 
     Args:
         loss_fn: the loss function; called with the layer's inputs as
@@ -220,7 +225,7 @@ class LossLayer(keras.layers.Lambda):
         self.loss_tracker.update_state(weighted)
         return tf.reshape(value, [1])
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, inputs_shape):
         return (1,)
 
     def get_config(self):
@@ -230,7 +235,8 @@ class LossLayer(keras.layers.Lambda):
     def from_config(cls, config, custom_objects=None, safe_mode=None):
         config = dict(config)
         # Lambda would pass the function as ``function=``; this constructor names it loss_fn.
-        loss_fn = keras.saving.deserialize_keras_object(config.pop("function"),
-                                                        custom_objects=custom_objects)
+        loss_fn = keras.saving.deserialize_keras_object(
+            config.pop("function"), custom_objects=custom_objects,
+            safe_mode=safe_mode is not False)
         config.pop("arguments", None)
         return cls(loss_fn, **config)

@@ -6,16 +6,25 @@ a Config; the layers it builds take plain arguments.
 """
 from __future__ import annotations
 
+import re
+
 import keras
 from keras import layers
 
-from mrcnn.config import IMAGE_DIVISOR, Config
+from mrcnn.anchors import compute_backbone_shapes
+from mrcnn.config import IMAGE_DIVISOR, LOSS_NAMES, Config
+from mrcnn.graph import losses
 from mrcnn.graph.backbone import resnet_graph
-from mrcnn.graph.detection import DetectionBoxes, DetectionLayer, PadDetections
+from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
 from mrcnn.graph.fpn import fpn_graph
 from mrcnn.graph.heads import classifier_head, mask_head
+from mrcnn.graph.layers import NormalizeBoxes, PadRows, PyramidAnchors
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.rpn import build_rpn_model
+from mrcnn.graph.targets import DetectionTargetLayer
+
+# Weights that weight decay leaves alone: BatchNorm's scale and offset.
+NO_DECAY = re.compile(r"(gamma|beta)$")
 
 
 def check_image_shape(config: Config) -> None:
@@ -100,7 +109,97 @@ def build_inference_model(config: Config) -> keras.Model:
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     mrcnn_mask = mask_head(detection_boxes, input_image_meta, head_maps, config.MASK_POOL_SIZE,
                            config.NUM_CLASSES, config.TRAIN_BN)
-    mrcnn_mask = PadDetections(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
+    mrcnn_mask = PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
     return keras.Model([input_image, input_image_meta, input_anchors],
                        [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
                         rpn_class, rpn_bbox], name="mask_rcnn")
+
+
+class TrainingModel(keras.Model):
+    """The training graph, whose loss adds the classic L2 weight decay.
+
+    The five named losses come from the loss layers' ``add_loss``; this model
+    adds ``weight_decay * sum(mean(w**2))`` over the trainable weights other
+    than BatchNorm gamma/beta, so layers frozen by ``set_trainable`` are not
+    decayed.
+    """
+
+    def __init__(self, inputs, outputs, weight_decay: float, **kwargs):
+        super().__init__(inputs, outputs, **kwargs)
+        self.weight_decay = float(weight_decay)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        decayed = [w for w in self.trainable_weights if not NO_DECAY.search(w.path)]
+        return loss + losses.l2_regularization(decayed, self.weight_decay)
+
+
+def build_training_model(config: Config) -> keras.Model:
+    """The training graph.
+
+    Inputs (as batched by ``mrcnn.data.DataGenerator``): input_image [B, H, W, C]
+    molded, input_image_meta [B, META], input_rpn_match [B, A, 1] int32,
+    input_rpn_bbox [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4], input_gt_class_ids
+    [B, MAX_GT_INSTANCES] int32, input_gt_boxes [B, MAX_GT_INSTANCES, 4] pixels,
+    input_gt_masks [B, h, w, MAX_GT_INSTANCES] (mini masks when USE_MINI_MASK).
+
+    Outputs, in the classic order: rpn_class_logits, rpn_class, rpn_bbox,
+    mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
+    output_rois, then the five losses, each a named LossLayer.
+    """
+    check_image_shape(config)
+    if not config.USE_RPN_ROIS:
+        raise ValueError("USE_RPN_ROIS = False (training the heads on given ROIs) is not "
+                         "supported; set USE_RPN_ROIS = True.")
+    image_shape = tuple(int(v) for v in config.IMAGE_SHAPE)
+    input_image = keras.Input(image_shape, name="input_image")
+    input_image_meta = keras.Input((config.IMAGE_META_SIZE,), name="input_image_meta")
+    input_rpn_match = keras.Input((None, 1), name="input_rpn_match", dtype="int32")
+    input_rpn_bbox = keras.Input((None, 4), name="input_rpn_bbox")
+    input_gt_class_ids = keras.Input((None,), name="input_gt_class_ids", dtype="int32")
+    input_gt_boxes = keras.Input((None, 4), name="input_gt_boxes")
+    mask_shape = (tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else image_shape[:2])
+    input_gt_masks = keras.Input(mask_shape + (None,), name="input_gt_masks", dtype="bool")
+    inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox,
+              input_gt_class_ids, input_gt_boxes, input_gt_masks]
+
+    feature_maps = pyramid_features(input_image, config)
+    head_maps = feature_maps[:4]
+    rpn_class_logits, rpn_class, rpn_bbox = region_proposals(feature_maps, config)
+    anchors = PyramidAnchors(image_shape, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                             config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
+                             compute_backbone_shapes(config, image_shape),
+                             name="anchors")(input_image)
+    rpn_rois = ProposalLayer(config.POST_NMS_ROIS_TRAINING, config.RPN_NMS_THRESHOLD,
+                             config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV,
+                             name="ROI")([rpn_class, rpn_bbox, anchors])
+
+    gt_boxes = NormalizeBoxes(name="gt_boxes_normalized")([input_gt_boxes, input_image])
+    targets = DetectionTargetLayer(config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO,
+                                   config.BBOX_STD_DEV, config.MASK_SHAPE,
+                                   config.USE_MINI_MASK, name="proposal_targets")
+    rois, target_class_ids, target_bbox, target_mask = targets(
+        [rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
+
+    mrcnn_class_logits, mrcnn_class, mrcnn_bbox = classifier_head(
+        rois, input_image_meta, head_maps, config.POOL_SIZE, config.NUM_CLASSES,
+        config.TRAIN_BN, config.FPN_CLASSIF_FC_LAYERS_SIZE)
+    # The positive ROIs come first and only they have a mask loss: the mask
+    # head runs on the rows that can hold a positive.
+    mrcnn_mask = mask_head(rois[:, :targets.max_positives], input_image_meta, head_maps,
+                           config.MASK_POOL_SIZE, config.NUM_CLASSES, config.TRAIN_BN)
+    mrcnn_mask = PadRows(config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_padded")(mrcnn_mask)
+    active_class_ids = input_image_meta[:, 12:]
+
+    loss_inputs = {
+        "rpn_class_loss": [input_rpn_match, rpn_class_logits],
+        "rpn_bbox_loss": [input_rpn_bbox, input_rpn_match, rpn_bbox],
+        "mrcnn_class_loss": [target_class_ids, mrcnn_class_logits, active_class_ids],
+        "mrcnn_bbox_loss": [target_bbox, target_class_ids, mrcnn_bbox],
+        "mrcnn_mask_loss": [target_mask, target_class_ids, mrcnn_mask],
+    }
+    loss_values = [losses.LossLayer(getattr(losses, name), config.LOSS_WEIGHTS.get(name, 1.0),
+                                    name=name)(loss_inputs[name]) for name in LOSS_NAMES]
+    outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
+               mrcnn_bbox, mrcnn_mask, rpn_rois, rois] + loss_values
+    return TrainingModel(inputs, outputs, config.WEIGHT_DECAY, name="mask_rcnn")

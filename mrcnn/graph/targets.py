@@ -72,6 +72,11 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.mask_shape = tuple(int(v) for v in mask_shape)
         self.use_mini_mask = bool(use_mini_mask)
 
+    @property
+    def max_positives(self) -> int:
+        """The most positive ROIs an image gets; they fill the first rows."""
+        return int(self.train_rois_per_image * self.roi_positive_ratio)
+
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs
         # The targets are labels: no loss gradient may flow back into the RPN through them.
@@ -110,8 +115,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         positive = iou_max >= POSITIVE_IOU
         negative = (iou_max < POSITIVE_IOU) & (crowd_iou_max < CROWD_IOU)
 
-        positive_limit = int(self.train_rois_per_image * self.roi_positive_ratio)
-        positive_ix = tf.random.shuffle(tf.where(positive)[:, 0])[:positive_limit]
+        positive_ix = tf.random.shuffle(tf.where(positive)[:, 0])[:self.max_positives]
         positive_count = tf.shape(positive_ix)[0]
         # The classic float32 product by 1/ratio, truncated, so that the
         # sampled counts match it exactly.
