@@ -30,4 +30,5 @@ setup(
         "tensorboard",
     ],
     extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["mrcnn=mrcnn.cli:main"]},
 )

@@ -21,7 +21,7 @@ import numpy as np
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
-BUILTIN_BACKBONES = ("resnet50", "resnet101")
+BUILTIN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 # Every level of the feature pyramid halves the image: inputs must divide by 2**6.
 IMAGE_DIVISOR = 64
@@ -49,7 +49,8 @@ class Config:
     STEPS_PER_EPOCH = 1000
     VALIDATION_STEPS = 50
 
-    # "resnet50", "resnet101", or a callable
+    # "resnet50", "resnet101" (the classic weight files), the lighter
+    # "resnet18" / "resnet34", or a callable
     # `backbone(input_image, stage5=True, train_bn=...) -> [C1, C2, C3, C4, C5]`.
     BACKBONE = "resnet101"
     # Required with a callable BACKBONE: `f(image_shape) -> [[h, w] per stride]`.
@@ -106,6 +107,9 @@ class Config:
     MASK_POOL_SIZE = 14
     # Output size of the mask head (fixed by the network: 2 * MASK_POOL_SIZE).
     MASK_SHAPE = [28, 28]
+    # Channels of the mask head's convolutions (not a classic setting: the
+    # classic weight files have 256; fewer make a much cheaper head).
+    MASK_HEAD_CHANNELS = 256
 
     # Ground-truth instances kept per image.
     MAX_GT_INSTANCES = 100

@@ -147,6 +147,7 @@ def derive_config(base: type[Config], **settings: Any) -> Config:
             be ignored silently).
         ConfigError: settings that cannot work together.
     """
+    # CLASS_NAMES is optional: Config itself does not define it.
     unknown = sorted(k for k in settings if not hasattr(base, k) and k != "CLASS_NAMES")
     if unknown:
         raise ValueError(f"{base.__name__} has no setting {', '.join(unknown)}")

@@ -9,7 +9,7 @@ import pytest
 from mrcnn.config import Config
 from mrcnn.graph.network import build_inference_model
 from mrcnn.weights import (HEAD_LAYERS, WeightFileError, _classic_weight_names,
-                           load_weights, save_weights, weighted_layers)
+                           load_weights, num_classes_in_file, save_weights, weighted_layers)
 
 LAYOUT_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "compat",
                            "keras2_h5_weight_layout.json")
@@ -194,3 +194,19 @@ def test_model_weights_group_of_full_model_files_is_found(tiny_models, tmp_path)
             target["model_weights"].attrs[key] = value
     report = load_weights(model, nested)
     assert "conv1" in report.loaded
+
+
+def test_num_classes_in_file(tiny_models, tmp_path):
+    for model, classes in zip(tiny_models, (4, 3)):
+        path = str(tmp_path / f"saved{classes}.h5")
+        save_weights(model, path)
+        assert num_classes_in_file(path) == classes
+    classic = str(tmp_path / "classic.h5")
+    _write_classic_file(classic, {"mrcnn_class_logits": [
+        ("mrcnn_class_logits/kernel:0", (1024, 81)), ("mrcnn_class_logits/bias:0", (81,))]})
+    assert num_classes_in_file(classic) == 81
+    backbone = str(tmp_path / "backbone.h5")
+    _write_classic_file(backbone, {"conv1": [("conv1/kernel:0", (7, 7, 3, 64))]})
+    assert num_classes_in_file(backbone) is None
+    with pytest.raises(FileNotFoundError):
+        num_classes_in_file(str(tmp_path / "nope.h5"))

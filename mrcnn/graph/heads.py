@@ -46,7 +46,7 @@ def classifier_head(rois, image_meta, feature_maps, pool_size: int, num_classes:
 
 
 def mask_head(rois, image_meta, feature_maps, pool_size: int, num_classes: int,
-              train_bn: bool | None):
+              train_bn: bool | None, channels: int = 256):
     """Per-class mask probabilities for every ROI.
 
     Args:
@@ -56,6 +56,7 @@ def mask_head(rois, image_meta, feature_maps, pool_size: int, num_classes: int,
         pool_size: ROIAlign output side (MASK_POOL_SIZE).
         num_classes: NC, background included.
         train_bn: BatchNorm mode, see ``BatchNorm``.
+        channels: channels of the four convolutions and the deconvolution.
 
     Returns:
         [B, N, 2 * pool_size, 2 * pool_size, NC] sigmoid mask probabilities.
@@ -63,10 +64,11 @@ def mask_head(rois, image_meta, feature_maps, pool_size: int, num_classes: int,
     x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")(
         [rois, image_meta] + list(feature_maps))
     for i in range(1, 5):
-        x = TimeDistributed(layers.Conv2D(256, 3, padding="same"), name=f"mrcnn_mask_conv{i}")(x)
+        x = TimeDistributed(layers.Conv2D(channels, 3, padding="same"),
+                            name=f"mrcnn_mask_conv{i}")(x)
         x = TimeDistributed(BatchNorm(train_bn), name=f"mrcnn_mask_bn{i}")(x)
         x = layers.Activation("relu")(x)
-    x = TimeDistributed(layers.Conv2DTranspose(256, 2, strides=2, activation="relu"),
+    x = TimeDistributed(layers.Conv2DTranspose(channels, 2, strides=2, activation="relu"),
                         name="mrcnn_mask_deconv")(x)
     return TimeDistributed(layers.Conv2D(num_classes, 1, activation="sigmoid"),
                            name="mrcnn_mask")(x)

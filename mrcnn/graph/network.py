@@ -108,7 +108,7 @@ def build_inference_model(config: Config) -> keras.Model:
     # The mask head runs on the final detections, not on all proposals.
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
     mrcnn_mask = mask_head(detection_boxes, input_image_meta, head_maps, config.MASK_POOL_SIZE,
-                           config.NUM_CLASSES, config.TRAIN_BN)
+                           config.NUM_CLASSES, config.TRAIN_BN, config.MASK_HEAD_CHANNELS)
     mrcnn_mask = PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
     return keras.Model([input_image, input_image_meta, input_anchors],
                        [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
@@ -187,7 +187,8 @@ def build_training_model(config: Config) -> keras.Model:
     # The positive ROIs come first and only they have a mask loss: the mask
     # head runs on the rows that can hold a positive.
     mrcnn_mask = mask_head(rois[:, :targets.max_positives], input_image_meta, head_maps,
-                           config.MASK_POOL_SIZE, config.NUM_CLASSES, config.TRAIN_BN)
+                           config.MASK_POOL_SIZE, config.NUM_CLASSES, config.TRAIN_BN,
+                           config.MASK_HEAD_CHANNELS)
     mrcnn_mask = PadRows(config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_padded")(mrcnn_mask)
     active_class_ids = input_image_meta[:, 12:]
 

@@ -1,0 +1,247 @@
+"""Inference over collections: image files to overlays and results, datasets to COCO scores.
+
+The work behind ``mrcnn detect`` and ``mrcnn evaluate``, usable from Python::
+
+    paths = collect_images(["photos/"])
+    results = detect_files(model, paths, "out", class_names)     # out/*.png, results.json
+    stats = evaluate(model, dataset, coco, ("bbox", "segm"), limit=500,
+                     out_dir="logs", prefix="coco_val2017")
+
+Shapes: H, W image height and width; N detections in an image.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:  # the model module imports TensorFlow
+    from pycocotools.coco import COCO
+
+    from mrcnn.dataset import Dataset
+    from mrcnn.model import MaskRCNN
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# 16-bit images are mapped onto 0..255 by this factor (65535 / 255).
+UINT16_TO_UINT8 = 257
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn in place; silent for a single item."""
+
+    def __init__(self, total: int, label: str):
+        self.total, self.label, self.start = total, label, time.perf_counter()
+
+    def update(self, done: int) -> None:
+        if self.total < 2:
+            return
+        filled = 30 * done // self.total
+        rate = (time.perf_counter() - self.start) / max(done, 1)
+        end = "\n" if done == self.total else ""
+        print(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} "
+              f"{rate:.2f} s/image", end=end, file=sys.stderr, flush=True)
+
+
+def collect_images(paths: Sequence[str]) -> list[str]:
+    """Image files named by `paths`: files as given, folders' images sorted by name.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: no image at all.
+    """
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += sorted(os.path.join(path, name) for name in os.listdir(path)
+                            if name.lower().endswith(IMAGE_EXTENSIONS))
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no such image file or folder: {path}")
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(paths)}")
+    return files
+
+
+def read_image(path: str) -> tuple[np.ndarray, str | None]:
+    """Reads an image file as 8-bit RGB.
+
+    Returns:
+        ([H, W, 3] uint8 image, a note for the user or None). Grayscale is
+        repeated to three channels, alpha dropped, 16-bit values divided by 257.
+
+    Raises:
+        OSError: the file cannot be decoded.
+        ValueError: a channel count or pixel type the model cannot take.
+    """
+    import skimage.io
+
+    from mrcnn.images import to_rgb
+
+    try:
+        image = skimage.io.imread(path)
+    except Exception as err:  # imageio's plugins raise many types for a bad file
+        raise OSError(f"cannot read image {path}: {err}") from err
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+        channels = image.shape[2] if image.ndim == 3 else "?"
+        raise ValueError(f"{path}: {channels} channels (array shape {image.shape}); only "
+                         "grayscale, RGB and RGBA images can be processed")
+    message = None
+    if image.dtype == np.uint16:
+        image = np.round(image / UINT16_TO_UINT8).astype(np.uint8)
+        message = f"note: {path} is 16-bit: scaled to 8 bits (divided by {UINT16_TO_UINT8})"
+    elif image.dtype != np.uint8:
+        raise ValueError(f"{path}: pixel type {image.dtype} is not supported; use 8- or "
+                         "16-bit images")
+    return to_rgb(image), message
+
+
+def _output_name(path: str, used: set) -> str:
+    """``<stem>.png``, numbered when two inputs share a stem (a.jpg and a.png)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    name, n = f"{stem}.png", 1
+    while name in used:
+        name, n = f"{stem}-{n}.png", n + 1
+    used.add(name)
+    return name
+
+
+def detect_files(model: MaskRCNN, paths: Sequence[str], out_dir: str,
+                 names: Sequence[str]) -> list[dict]:
+    """Runs `model` on image files, writing DIR/<stem>.png overlays and DIR/results.json.
+
+    Args:
+        model: an inference-mode MaskRCNN.
+        paths: image files, already checked with :func:`read_image`.
+        out_dir: output folder (created).
+        names: class names, background first.
+
+    Returns:
+        The COCO-style results: one dict per detection with file_name, image_id
+        (index in `paths`), category_id (class id), category_name, bbox
+        [x, y, w, h], score and segmentation (RLE, counts a str).
+    """
+    from mrcnn import visualize
+    from mrcnn.coco import build_coco_results
+    from mrcnn.dataset import Dataset
+
+    # A dataset of the files whose source ids are the class ids lets the COCO
+    # evaluation's result builder format these detections too.
+    dataset = Dataset()
+    for class_id, name in enumerate(names[1:], start=1):
+        dataset.add_class("coco", class_id, name)
+    for index, path in enumerate(paths):
+        dataset.add_image("coco", image_id=index, path=path)
+    dataset.prepare()
+
+    os.makedirs(out_dir, exist_ok=True)
+    results, used, progress = [], set(), Progress(len(paths), "detect")
+    for index, path in enumerate(paths):
+        image, _ = read_image(path)
+        r = model.detect([image])[0]
+        save_path = os.path.join(out_dir, _output_name(path, used))
+        # display_instances prints a line for an image without detections: keep stdout clean.
+        with contextlib.redirect_stdout(io.StringIO()):
+            visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], names,
+                                        r["scores"], save_path=save_path)
+        for item in build_coco_results(dataset, [index], r["rois"], r["class_ids"],
+                                       r["scores"], r["masks"]):
+            results.append({"file_name": path, "image_id": index,
+                            "category_id": item["category_id"],
+                            "category_name": names[item["category_id"]],
+                            "bbox": item["bbox"], "score": item["score"],
+                            "segmentation": item["segmentation"]})
+        progress.update(index + 1)
+    with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f)
+    return results
+
+
+def _pack_masks(masks: np.ndarray) -> tuple:
+    """bool [H, W, N] masks as (shape, RLEs): a few hundred bytes per mask."""
+    from pycocotools import mask as mask_utils
+
+    rles = mask_utils.encode(np.asfortranarray(masks, np.uint8)) if masks.shape[2] else []
+    return masks.shape, rles
+
+
+def _unpack_masks(packed: tuple) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    shape, rles = packed
+    return mask_utils.decode(rles).astype(bool) if rles else np.zeros(shape, bool)
+
+
+class _ReplayDetections:
+    """Stands in for a model in several evaluate_coco runs over the same images:
+    the first run detects, later ones replay, so bbox + segm cost one pass.
+    Masks are kept as RLEs to bound memory."""
+
+    def __init__(self, model: Any):
+        self.model, self.config = model, model.config
+        self._batches, self._position = [], None
+
+    def detect(self, images: list[np.ndarray]) -> list[dict]:
+        if self._position is None:
+            results = self.model.detect(images)
+            self._batches.append([dict(r, masks=_pack_masks(r["masks"])) for r in results])
+            return results
+        batch = self._batches[self._position]
+        self._position += 1
+        return [dict(r, masks=_unpack_masks(r["masks"])) for r in batch]
+
+    def replay(self) -> None:
+        self._position = 0
+
+
+def print_stats(eval_type: str, stats: dict) -> None:
+    """The 12 COCO numbers on one line, then the per-class AP table."""
+    from mrcnn.coco import STAT_NAMES
+
+    print(f"{eval_type}: " + "  ".join(f"{n} {stats[n]:.3f}" for n in STAT_NAMES))
+    print(f"per-class AP ({eval_type}, IoU .50:.95):")
+    for name, ap in stats["per_class_ap"].items():
+        print(f"  {name:<24} {'n/a' if math.isnan(ap) else f'{ap:.3f}'}")
+
+
+def evaluate(model: MaskRCNN, dataset: Dataset, coco: COCO, eval_types: Sequence[str],
+             limit: int, out_dir: str, prefix: str) -> dict:
+    """COCO evaluation of `model` for each of `eval_types`, detecting only once.
+
+    Args:
+        model: an inference-mode MaskRCNN (DETECTION_MIN_CONFIDENCE 0 for COCO scoring).
+        dataset: prepared CocoDataset of the images to score.
+        coco: its pycocotools ground truth.
+        eval_types: "bbox" and/or "segm".
+        limit: score only the first `limit` images (0: all).
+        out_dir: folder for ``<prefix>_<type>_results.json`` and ``<prefix>_stats.json``.
+        prefix: start of the file names.
+
+    Returns:
+        ``{eval_type: stats}`` with the statistics of mrcnn.coco.evaluate_coco,
+        also printed (the 12 numbers and the per-class AP).
+    """
+    from mrcnn.coco import evaluate_coco
+
+    os.makedirs(out_dir, exist_ok=True)
+    detector = _ReplayDetections(model) if len(eval_types) > 1 else model
+    all_stats = {}
+    for eval_type in eval_types:
+        all_stats[eval_type] = evaluate_coco(
+            detector, dataset, coco, eval_type, limit,
+            results_path=os.path.join(out_dir, f"{prefix}_{eval_type}_results.json"))
+        print_stats(eval_type, all_stats[eval_type])
+        if detector is not model:
+            detector.replay()
+    stats_path = os.path.join(out_dir, f"{prefix}_stats.json")
+    with open(stats_path, "w", encoding="utf-8") as f:
+        json.dump(all_stats, f, indent=1)
+    print(f"results and statistics in {out_dir}")
+    return all_stats

@@ -1,0 +1,1 @@
+"""The MS COCO sample: CocoConfig, the classic command line and training schedule."""

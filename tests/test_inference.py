@@ -1,0 +1,101 @@
+"""Inference over collections: reading image files, naming outputs, replaying detections."""
+import numpy as np
+import pytest
+import tifffile
+
+from mrcnn import inference
+
+
+def test_collect_images(tmp_path):
+    for name in ("b.png", "a.JPG", "c.tiff", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    extra = tmp_path / "notes.txt"
+    assert inference.collect_images([str(tmp_path), str(extra)]) == [
+        str(tmp_path / n) for n in ("a.JPG", "b.png", "c.tiff", "notes.txt")]
+    with pytest.raises(FileNotFoundError, match="no such image file or folder"):
+        inference.collect_images([str(tmp_path / "nope")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        inference.collect_images([str(tmp_path / "empty")])
+
+
+@pytest.mark.parametrize("shape, dtype, note", [
+    ((20, 30), np.uint8, False),
+    ((20, 30, 3), np.uint8, False),
+    ((20, 30, 4), np.uint8, False),
+    ((20, 30), np.uint16, True),
+    ((20, 30, 3), np.uint16, True),
+])
+def test_read_image_gives_8_bit_rgb(tmp_path, shape, dtype, note):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+    path = str(tmp_path / "image.tif")  # PNG has no 16-bit RGB in Pillow
+    tifffile.imwrite(path, pixels, photometric="rgb" if len(shape) == 3 else "minisblack")
+    image, message = inference.read_image(path)
+    assert image.shape == (20, 30, 3) and image.dtype == np.uint8
+    expected = pixels if dtype == np.uint8 else np.round(pixels / 257).astype(np.uint8)
+    expected = np.atleast_3d(expected)
+    np.testing.assert_array_equal(image, np.broadcast_to(expected, (20, 30, 3))
+                                  if expected.shape[2] == 1 else expected[:, :, :3])
+    assert (message is not None) == note and (not note or "16-bit" in message)
+
+
+@pytest.mark.parametrize("pixels, message", [
+    (np.zeros((8, 8, 2), np.uint8), "2 channels"),
+    (np.zeros((8, 8, 5), np.uint8), "5 channels"),
+    (np.zeros((8, 8, 3), np.float32), "pixel type float32"),
+])
+def test_read_image_refuses_what_the_model_cannot_take(tmp_path, pixels, message):
+    path = str(tmp_path / "odd.tif")
+    tifffile.imwrite(path, pixels, photometric="minisblack" if pixels.shape[2] != 3 else "rgb")
+    with pytest.raises(ValueError, match=message) as info:
+        inference.read_image(path)
+    assert path in str(info.value)
+
+
+def test_read_image_names_an_unreadable_file(tmp_path):
+    path = tmp_path / "broken.png"
+    path.write_bytes(b"not a png")
+    with pytest.raises(OSError, match="broken.png"):
+        inference.read_image(str(path))
+
+
+def test_output_names_do_not_collide():
+    used = set()
+    names = [inference._output_name(p, used) for p in ("x/a.jpg", "y/a.png", "a.tif", "b.png")]
+    assert names == ["a.png", "a-1.png", "a-2.png", "b.png"]
+
+
+class _CountingModel:
+    class config:
+        BATCH_SIZE = 2
+
+    def __init__(self):
+        self.calls = 0
+
+    def detect(self, images):
+        self.calls += 1
+        results = []
+        for image in images:
+            masks = np.zeros(image.shape[:2] + (len(image) % 3,), bool)
+            masks[2:5, 1:4] = True
+            results.append({"rois": np.zeros((masks.shape[2], 4), np.int32),
+                            "class_ids": np.ones(masks.shape[2], np.int32),
+                            "scores": np.ones(masks.shape[2], np.float32), "masks": masks})
+        return results
+
+
+def test_replay_returns_the_recorded_detections():
+    model = _CountingModel()
+    replay = inference._ReplayDetections(model)
+    batches = [[np.zeros((6, 7, 3)), np.zeros((7, 5, 3))], [np.zeros((8, 8, 3))]]
+    first = [replay.detect(batch) for batch in batches]
+    replay.replay()
+    second = [replay.detect(batch) for batch in batches]
+    assert model.calls == 2 and replay.config is model.config
+    for a_batch, b_batch in zip(first, second):
+        for a, b in zip(a_batch, b_batch):
+            assert a.keys() == b.keys()
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key])
+                assert a[key].dtype == b[key].dtype
