@@ -20,7 +20,6 @@ import copy
 import io
 import json
 import os
-import sys
 import tempfile
 import time
 import warnings
@@ -33,6 +32,7 @@ from pycocotools.cocoeval import COCOeval
 
 from mrcnn.coco_format import find_coco_files, read_coco, segmentation_to_rle
 from mrcnn.dataset import Dataset
+from mrcnn.progress import Progress
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
               "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -359,6 +359,7 @@ def evaluate_coco(model: Any, dataset: Dataset, coco: COCO, eval_type: str = "bb
     batch_size = batch_size or model.config.BATCH_SIZE
 
     results, start_time, detect_time = [], time.perf_counter(), 0.0
+    progress = Progress(len(image_ids), "detect", enabled=bool(verbose))
     for start in range(0, len(image_ids), batch_size):
         batch = image_ids[start:start + batch_size]
         images = [dataset.load_image(i) for i in batch]
@@ -368,13 +369,7 @@ def evaluate_coco(model: Any, dataset: Dataset, coco: COCO, eval_type: str = "bb
         for image_id, r in zip(batch, detections):
             results.extend(build_coco_results(dataset, [image_id], r["rois"], r["class_ids"],
                                               r["scores"], r["masks"]))
-        if verbose:
-            done = start + len(batch)
-            print(f"\rdetect: {done}/{len(image_ids)} images, "
-                  f"{time.perf_counter() - start_time:.1f} s", end="", file=sys.stderr,
-                  flush=True)
-    if verbose:
-        print(file=sys.stderr)
+        progress.update(start + len(batch))
 
     if results_path is None:
         handle, results_path = tempfile.mkstemp(prefix=f"mrcnn_coco_{eval_type}_",

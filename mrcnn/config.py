@@ -21,6 +21,7 @@ import numpy as np
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
+OPTIMIZERS = ("sgd", "adam")
 BUILTIN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 # Every level of the feature pyramid halves the image: inputs must divide by 2**6.
@@ -128,6 +129,9 @@ class Config:
     LEARNING_RATE = 0.001
     LEARNING_MOMENTUM = 0.9
     WEIGHT_DECAY = 0.0001
+    # "sgd" (classic: SGD with LEARNING_MOMENTUM) or "adam" (not a classic
+    # setting: converges faster from random weights; LEARNING_MOMENTUM unused).
+    OPTIMIZER = "sgd"
 
     # Weight of each loss in the total.
     LOSS_WEIGHTS = {
@@ -225,6 +229,9 @@ class Config:
         if unknown:
             fail("LOSS_WEIGHTS", f"names unknown losses {sorted(unknown)}",
                  f"Use the names {', '.join(LOSS_NAMES)}.")
+        if self.OPTIMIZER not in OPTIMIZERS:
+            fail("OPTIMIZER", f"is {self.OPTIMIZER!r}",
+                 f"Use one of {', '.join(map(repr, OPTIMIZERS))}.")
         if self.TRAIN_BN not in (True, False, None):
             fail("TRAIN_BN", f"is {self.TRAIN_BN!r}", "Use False, True or None.")
 

@@ -16,11 +16,11 @@ import io
 import json
 import math
 import os
-import sys
-import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+
+from mrcnn.progress import Progress
 
 if TYPE_CHECKING:  # the model module imports TensorFlow
     from pycocotools.coco import COCO
@@ -31,22 +31,6 @@ if TYPE_CHECKING:  # the model module imports TensorFlow
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # 16-bit images are mapped onto 0..255 by this factor (65535 / 255).
 UINT16_TO_UINT8 = 257
-
-
-class Progress:
-    """A one-line progress bar on stderr, redrawn in place; silent for a single item."""
-
-    def __init__(self, total: int, label: str):
-        self.total, self.label, self.start = total, label, time.perf_counter()
-
-    def update(self, done: int) -> None:
-        if self.total < 2:
-            return
-        filled = 30 * done // self.total
-        rate = (time.perf_counter() - self.start) / max(done, 1)
-        end = "\n" if done == self.total else ""
-        print(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} "
-              f"{rate:.2f} s/image", end=end, file=sys.stderr, flush=True)
 
 
 def collect_images(paths: Sequence[str]) -> list[str]:

@@ -294,10 +294,15 @@ class MaskRCNN:
         return trainable
 
     def compile(self, learning_rate: float, momentum: float) -> None:
-        """SGD with momentum and global gradient-norm clipping; the losses come
-        from the named loss layers and the model's weight decay."""
-        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                         global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+        """The optimizer (classic: SGD with momentum) with global gradient-norm
+        clipping; the losses come from the named loss layers and the model's
+        weight decay."""
+        clip = self.config.GRADIENT_CLIP_NORM
+        if self.config.OPTIMIZER == "adam":
+            optimizer = keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clip)
+        else:
+            optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
+                                             global_clipnorm=clip)
         # NMS and the data-dependent gathers have dynamic shapes: no XLA.
         self.keras_model.compile(optimizer=optimizer, jit_compile=False)
 
