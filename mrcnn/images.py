@@ -17,8 +17,8 @@ import skimage.transform
 from mrcnn.config import RESIZE_MODES
 
 __all__ = [
-    "resize", "resize_image", "resize_mask", "minimize_mask", "expand_mask", "unmold_mask",
-    "mold_image", "unmold_image", "compose_image_meta", "parse_image_meta", "to_rgb",
+    "resize", "resize_image", "resize_mask", "minimize_mask", "expand_mask", "box_mask",
+    "unmold_mask", "mold_image", "unmold_image", "compose_image_meta", "parse_image_meta", "to_rgb",
 ]
 
 
@@ -211,6 +211,20 @@ def expand_mask(bbox: np.ndarray, mini_mask: np.ndarray, image_shape: Sequence[i
     return mask
 
 
+def box_mask(mask: np.ndarray, bbox: Sequence[int]) -> np.ndarray:
+    """A predicted mask resized to its box and thresholded at 0.5.
+
+    Args:
+        mask: [h, w] float mask probabilities, e.g. 28 x 28.
+        bbox: (y1, x1, y2, x2) int box with positive height and width.
+
+    Returns:
+        [y2 - y1, x2 - x1] bool mask of the box.
+    """
+    y1, x1, y2, x2 = bbox
+    return resize(mask, (y2 - y1, x2 - x1)) >= 0.5
+
+
 def unmold_mask(mask: np.ndarray, bbox: Sequence[int], image_shape: Sequence[int]) -> np.ndarray:
     """Paste a predicted mask of the mask head into a full-image mask.
 
@@ -227,7 +241,7 @@ def unmold_mask(mask: np.ndarray, bbox: Sequence[int], image_shape: Sequence[int
     full_mask = np.zeros(tuple(image_shape[:2]), dtype=bool)
     if y2 <= y1 or x2 <= x1:
         return full_mask
-    full_mask[y1:y2, x1:x2] = resize(mask, (y2 - y1, x2 - x1)) >= 0.5
+    full_mask[y1:y2, x1:x2] = box_mask(mask, bbox)
     return full_mask
 
 

@@ -23,7 +23,7 @@ from mrcnn.boxes import denorm_boxes, norm_boxes
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
 from mrcnn.graph.network import build_inference_model, build_training_model
-from mrcnn.images import compose_image_meta, mold_image, resize_image, unmold_mask
+from mrcnn.images import box_mask, compose_image_meta, mold_image, resize_image
 
 # The classic `layers` presets of train(): regexes over the layer names.
 LAYER_PRESETS = {
@@ -136,8 +136,9 @@ class MaskRCNN:
         keep = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0
         boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
         full_masks = np.zeros(tuple(original_image_shape[:2]) + (len(boxes),), dtype=bool)
-        for i, (mask, box) in enumerate(zip(masks, boxes)):
-            full_masks[:, :, i] = unmold_mask(mask, box, original_image_shape)
+        for i, (mask, (y1, x1, y2, x2)) in enumerate(zip(masks, boxes)):
+            # Only the box is written: the rest of each mask stays False.
+            full_masks[y1:y2, x1:x2, i] = box_mask(mask, (y1, x1, y2, x2))
         return boxes.astype(np.int32), class_ids, scores, full_masks
 
     def get_anchors(self, image_shape) -> np.ndarray:

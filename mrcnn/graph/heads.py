@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from mrcnn.graph.layers import BatchNorm, TimeDistributed
+from mrcnn.graph.layers import BatchNorm, Conv2D, TimeDistributed
 from mrcnn.graph.roi_align import PyramidROIAlign
 
 
@@ -29,11 +29,11 @@ def classifier_head(rois, image_meta, feature_maps, pool_size: int, num_classes:
     """
     x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier")(
         [rois, image_meta] + list(feature_maps))
-    x = TimeDistributed(layers.Conv2D(fc_layers_size, pool_size, padding="valid"),
+    x = TimeDistributed(Conv2D(fc_layers_size, pool_size, padding="valid"),
                         name="mrcnn_class_conv1")(x)
     x = TimeDistributed(BatchNorm(train_bn), name="mrcnn_class_bn1")(x)
     x = layers.Activation("relu")(x)
-    x = TimeDistributed(layers.Conv2D(fc_layers_size, 1), name="mrcnn_class_conv2")(x)
+    x = TimeDistributed(Conv2D(fc_layers_size, 1), name="mrcnn_class_conv2")(x)
     x = TimeDistributed(BatchNorm(train_bn), name="mrcnn_class_bn2")(x)
     x = layers.Activation("relu")(x)
     shared = layers.Reshape((-1, fc_layers_size), name="pool_squeeze")(x)

@@ -41,6 +41,31 @@ class BatchNorm(keras.layers.BatchNormalization):
         return {**super().get_config(), "train_bn": self.train_bn}
 
 
+class Conv2D(keras.layers.Conv2D):
+    """Conv2D that runs as a matrix product when its kernel covers the whole input.
+
+    The box head's first layer is a 7x7 'valid' convolution of 7x7 ROI features
+    (one output pixel): a dot product of the flattened features with the
+    flattened kernel. TensorFlow's CPU convolution gradients are very slow for
+    that shape (seconds per training step), a matmul's are not. The weights,
+    their layout and the results are those of keras.layers.Conv2D.
+    """
+
+    def call(self, inputs):
+        kernel_h, kernel_w = self.kernel_size
+        covers_input = (self.padding == "valid" and tuple(inputs.shape[1:3]) == (kernel_h, kernel_w)
+                        and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1))
+        if not covers_input:
+            return super().call(inputs)
+        # (h, w, c) flattening order of the input matches the kernel's HWIO layout.
+        flat = tf.reshape(inputs, (-1, kernel_h * kernel_w * inputs.shape[-1]))
+        outputs = tf.matmul(flat, tf.reshape(self.kernel, (-1, self.filters)))
+        if self.use_bias:
+            outputs = outputs + self.bias
+        outputs = tf.reshape(self.activation(outputs), (-1, 1, 1, self.filters))
+        return outputs
+
+
 class TimeDistributed(keras.layers.TimeDistributed):
     """Applies ``layer`` to every slice of axis 1 by merging axes 0 and 1.
 
