@@ -77,7 +77,8 @@ def find_coco_files(location: str | os.PathLike, subset: str | None = None, year
             raise ValueError(f"subset and year name the files of a COCO root folder; "
                              f"{location} is an annotations file: pass image_dir instead")
         json_path = location
-        image_dir = os.path.dirname(json_path) if image_dir is None else os.fspath(image_dir)
+        image_dir = (os.path.dirname(os.path.abspath(json_path)) if image_dir is None
+                     else os.fspath(image_dir))
         if not os.path.isfile(json_path):
             problems.append(f"COCO annotations file not found: {json_path}")
         image_hint = ("the folder that the JSON's images[].file_name paths are relative "

@@ -13,7 +13,7 @@ from mrcnn.anchors import compute_backbone_shapes, generate_anchors, generate_py
 from mrcnn.boxes import (apply_box_deltas, box_refinement, compute_iou, compute_overlaps,
                          denorm_boxes, extract_bboxes, non_max_suppression, norm_boxes,
                          trim_zeros)
-from mrcnn.images import (compose_image_meta, expand_mask, minimize_mask, mold_image,
+from mrcnn.images import (box_mask, compose_image_meta, expand_mask, minimize_mask, mold_image,
                           parse_image_meta, resize, resize_image, resize_mask, to_rgb,
                           unmold_image, unmold_mask)
 from mrcnn.metrics import (compute_ap, compute_ap_range, compute_matches,
@@ -30,8 +30,8 @@ __all__ = [
     # anchors
     "generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes",
     # images and masks
-    "resize", "resize_image", "resize_mask", "minimize_mask", "expand_mask", "unmold_mask",
-    "mold_image", "unmold_image", "compose_image_meta", "parse_image_meta", "to_rgb",
+    "resize", "resize_image", "resize_mask", "minimize_mask", "expand_mask", "box_mask",
+    "unmold_mask", "mold_image", "unmold_image", "compose_image_meta", "parse_image_meta", "to_rgb",
     # metrics
     "compute_overlaps_masks", "compute_matches", "compute_ap", "compute_ap_range",
     "compute_recall",

@@ -140,6 +140,15 @@ def test_load_from_root_and_from_json_path(coco_dir, loaded):
     assert dataset.load_image(0).shape == (40, 48, 3)
 
 
+def test_relative_json_path_without_image_dir_reads_images_beside_it(coco_dir, monkeypatch):
+    images = coco_dir[0] / "val2017"
+    (images / "annotations.json").write_text(json.dumps(coco_dir[1]))
+    monkeypatch.chdir(images)
+    dataset, _ = load("annotations.json")
+    assert os.path.dirname(dataset.image_info[0]["path"]) == str(images)
+    assert dataset.load_image(0).shape == (40, 48, 3)
+
+
 def test_missing_fields_are_filled_for_cocoeval(loaded, coco_dir):
     coco = loaded[1]
     assert coco.anns[101]["bbox"] == coco_dir[1]["annotations"][0]["bbox"]  # explicit: kept

@@ -174,3 +174,18 @@ def test_detection_boxes_trim_and_pad_back():
 def test_layers_round_trip_their_config(layer):
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+
+
+def test_conv2d_covering_its_input_equals_keras_conv2d():
+    import keras
+
+    from mrcnn.graph.layers import Conv2D
+    reference = keras.layers.Conv2D(8, 7, padding="valid", activation="relu")
+    fast = Conv2D(8, 7, padding="valid", activation="relu")
+    covering = tf.random.normal([5, 7, 7, 3])
+    larger = tf.random.normal([2, 9, 9, 3])
+    reference(covering), fast(covering)
+    fast.set_weights(reference.get_weights())
+    for x in (covering, larger):  # the matmul path, then the ordinary one
+        np.testing.assert_allclose(fast(x).numpy(), reference(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert [w.shape for w in fast.weights] == [(7, 7, 3, 8), (8,)]

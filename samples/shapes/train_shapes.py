@@ -19,12 +19,12 @@ import sys
 import time
 
 import numpy as np
-from keras import layers
 
 # Runs as a script from anywhere: make the repository importable.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from mrcnn import visualize  # noqa: E402
+from mrcnn import visualize  # noqa: E402  (first: it quiets TensorFlow's C++ log)
+from keras import layers  # noqa: E402
 from mrcnn.data import Augmenter, load_image_gt  # noqa: E402
 from mrcnn.graph.layers import BatchNorm  # noqa: E402
 from mrcnn.metrics import compute_ap  # noqa: E402
@@ -135,7 +135,7 @@ def draw(model: MaskRCNN, dataset: ShapesDataset, image_ids, path: str,
 
 def main(argv=None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     parser.add_argument("--steps", type=int, default=FastShapesConfig.STEPS_PER_EPOCH,
                         help="steps per epoch")
     parser.add_argument("--lr", type=float, default=FastShapesConfig.LEARNING_RATE,
