@@ -282,8 +282,13 @@ class MaskRCNN:
         trainable = []
         for layer in keras_model.layers:
             if isinstance(layer, keras.Model):
-                trainable += self.set_trainable(layer_regex, layer, verbose)
-                layer.trainable = any(sub.trainable for sub in layer.layers if sub.weights)
+                # Setting a model's flag sets all its layers': set it first, then
+                # let each inner layer follow the regex.
+                layer.trainable = True
+                inner = self.set_trainable(layer_regex, layer, verbose)
+                if not inner:
+                    layer.trainable = False
+                trainable += inner
                 continue
             if not layer.weights:
                 continue
