@@ -100,7 +100,10 @@ def test_layer_presets_freeze_the_backbone_for_heads(trained):
     assert not km.get_layer("compact1_conv0").trainable and km.get_layer("fpn_c2p2").trainable
     model.set_trainable(LAYER_PRESETS["all"])
     assert km.get_layer("compact1_conv0").trainable
-    # Inside the nested RPN model each layer follows the regex on its own.
+    # Inside the nested RPN model each layer follows the regex on its own, also
+    # when the model's own flag flips (Keras then sets all its layers).
+    model.set_trainable("mrcnn_.*")
+    assert not km.get_layer("rpn_model").trainable
     model.set_trainable("rpn_class_raw")
     rpn = km.get_layer("rpn_model")
     assert rpn.get_layer("rpn_class_raw").trainable
