@@ -2,6 +2,7 @@
 import pytest
 
 from mrcnn.config import Config
+from samples.shapes.shapes import ShapesDataset
 
 
 class TinyConfig(Config):
@@ -30,3 +31,12 @@ class TinyConfig(Config):
 @pytest.fixture(scope="session")
 def tiny_config_class():
     return TinyConfig
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    """Six 128 x 128 synthetic shapes images, prepared."""
+    dataset = ShapesDataset()
+    dataset.load_shapes(6, 128, 128, seed=3)
+    dataset.prepare()
+    return dataset

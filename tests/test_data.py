@@ -61,14 +61,6 @@ class ToyDataset(Dataset):
         return f"toy image #{image_id}"
 
 
-@pytest.fixture(scope="module")
-def shapes():
-    dataset = ShapesDataset()
-    dataset.load_shapes(6, 128, 128, seed=3)
-    dataset.prepare()
-    return dataset
-
-
 # ---------------------------------------------------------------- build_rpn_targets
 
 GT_A = [0, 0, 10, 10]     # area 100

@@ -8,7 +8,6 @@ import pytest
 from mrcnn.config import LOSS_NAMES
 from mrcnn.data import DataGenerator
 from mrcnn.model import LAYER_PRESETS, MaskRCNN
-from samples.shapes.shapes import ShapesDataset
 from samples.shapes.train_shapes import FastShapesConfig
 
 
@@ -20,14 +19,6 @@ class TrainConfig(FastShapesConfig):
     POST_NMS_ROIS_TRAINING = 100
     STEPS_PER_EPOCH = 2
     VALIDATION_STEPS = 1
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    dataset = ShapesDataset()
-    dataset.load_shapes(6, 128, 128, seed=3)
-    dataset.prepare()
-    return dataset
 
 
 @pytest.fixture(scope="module")
