@@ -142,6 +142,18 @@ class Config:
         "mrcnn_mask_loss": 1.
     }
 
+    # The loss of each of the five heads, by loss name; unlisted ones are classic.
+    # A name ("focal", "focal:gamma=2,alpha=0.25", "class_weighted:weights=[...]",
+    # "smooth_l1", "dice", "bce_dice"), a mrcnn.losses factory's result, a
+    # keras.losses.Loss, or a function of the head's tensors (see mrcnn/losses.py).
+    LOSS_FUNCTIONS = {}
+    # Extra loss terms, name -> function of graph tensors (mrcnn.losses.GRAPH_TENSORS);
+    # weighted by LOSS_WEIGHTS[name] (default 1).
+    EXTRA_LOSSES = {}
+    # Monitors shown next to the losses but not added to them: name -> function of
+    # graph tensors, or built-ins by name ("roi_accuracy", "mask_iou", "positive_fraction").
+    TRAINING_METRICS = {}
+
     # True: the heads train on the RPN's proposals. False: on ROIs given as input.
     USE_RPN_ROIS = True
 
@@ -225,10 +237,23 @@ class Config:
                  f"MASK_POOL_SIZE={self.MASK_POOL_SIZE} by 2",
                  f"Set MASK_SHAPE = [{2 * self.MASK_POOL_SIZE}, {2 * self.MASK_POOL_SIZE}] "
                  "or change MASK_POOL_SIZE.")
-        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES)
+        for name in ("LOSS_FUNCTIONS", "EXTRA_LOSSES", "TRAINING_METRICS"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) and not (
+                    name == "TRAINING_METRICS" and isinstance(value, (list, tuple))):
+                fail(name, f"is {value!r}", "Use a dict from names to losses or functions "
+                     "(TRAINING_METRICS also takes a list of built-in monitor names).")
+        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES) - set(self.EXTRA_LOSSES)
         if unknown:
             fail("LOSS_WEIGHTS", f"names unknown losses {sorted(unknown)}",
-                 f"Use the names {', '.join(LOSS_NAMES)}.")
+                 f"Use the names {', '.join(LOSS_NAMES)} or those of EXTRA_LOSSES.")
+        if self.LOSS_FUNCTIONS or self.EXTRA_LOSSES or self.TRAINING_METRICS:
+            # Checking a loss means calling it: only then is TensorFlow imported.
+            from mrcnn.losses import check_settings
+            try:
+                check_settings(self)
+            except ConfigError as err:
+                raise ConfigError(f"{type(self).__name__}.{err}") from err.__cause__
         if self.OPTIMIZER not in OPTIMIZERS:
             fail("OPTIMIZER", f"is {self.OPTIMIZER!r}",
                  f"Use one of {', '.join(map(repr, OPTIMIZERS))}.")

@@ -11,8 +11,9 @@ import re
 import keras
 from keras import layers
 
+from mrcnn import losses as loss_choices
 from mrcnn.anchors import compute_backbone_shapes
-from mrcnn.config import IMAGE_DIVISOR, LOSS_NAMES, Config
+from mrcnn.config import IMAGE_DIVISOR, Config
 from mrcnn.graph import losses
 from mrcnn.graph.backbone import resnet_graph
 from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
@@ -145,7 +146,9 @@ def build_training_model(config: Config) -> keras.Model:
 
     Outputs, in the classic order: rpn_class_logits, rpn_class, rpn_bbox,
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
-    output_rois, then the five losses, each a named LossLayer.
+    output_rois, then the five losses (as LOSS_FUNCTIONS chooses) and the
+    EXTRA_LOSSES, each a named LossLayer, then the TRAINING_METRICS, each a
+    named MonitorLayer.
     """
     check_image_shape(config)
     if not config.USE_RPN_ROIS:
@@ -192,15 +195,20 @@ def build_training_model(config: Config) -> keras.Model:
     mrcnn_mask = PadRows(config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_padded")(mrcnn_mask)
     active_class_ids = input_image_meta[:, 12:]
 
-    loss_inputs = {
-        "rpn_class_loss": [input_rpn_match, rpn_class_logits],
-        "rpn_bbox_loss": [input_rpn_bbox, input_rpn_match, rpn_bbox],
-        "mrcnn_class_loss": [target_class_ids, mrcnn_class_logits, active_class_ids],
-        "mrcnn_bbox_loss": [target_bbox, target_class_ids, mrcnn_bbox],
-        "mrcnn_mask_loss": [target_mask, target_class_ids, mrcnn_mask],
+    # The tensors that losses and monitors can take (documented in mrcnn.losses).
+    graph_tensors = {
+        "rpn_match": input_rpn_match, "rpn_target_bbox": input_rpn_bbox,
+        "rpn_class_logits": rpn_class_logits, "rpn_class": rpn_class, "rpn_bbox": rpn_bbox,
+        "rois": rois, "target_class_ids": target_class_ids, "target_bbox": target_bbox,
+        "target_mask": target_mask, "mrcnn_class_logits": mrcnn_class_logits,
+        "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox, "mrcnn_mask": mrcnn_mask,
+        "active_class_ids": active_class_ids,
     }
-    loss_values = [losses.LossLayer(getattr(losses, name), config.LOSS_WEIGHTS.get(name, 1.0),
-                                    name=name)(loss_inputs[name]) for name in LOSS_NAMES]
+    loss_values = [losses.LossLayer(fn, config.LOSS_WEIGHTS.get(name, 1.0), name=name)(
+        [graph_tensors[t] for t in inputs])
+        for name, (fn, inputs) in loss_choices.training_losses(config).items()]
+    monitor_values = [losses.MonitorLayer(fn, name=name)([graph_tensors[t] for t in inputs])
+                      for name, (fn, inputs) in loss_choices.training_monitors(config).items()]
     outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
-               mrcnn_bbox, mrcnn_mask, rpn_rois, rois] + loss_values
+               mrcnn_bbox, mrcnn_mask, rpn_rois, rois] + loss_values + monitor_values
     return TrainingModel(inputs, outputs, config.WEIGHT_DECAY, name="mask_rcnn")
