@@ -360,6 +360,7 @@ class _NamedValueLayer(keras.layers.Lambda):
         return cls(function, **config)
 
 
+@_serializable
 class LossLayer(_NamedValueLayer):
     """A named layer that adds ``weight * loss_fn(*inputs)`` to the model's loss.
 
@@ -394,6 +395,7 @@ class LossLayer(_NamedValueLayer):
         return {**super().get_config(), "weight": self.weight}
 
 
+@_serializable
 class MonitorLayer(_NamedValueLayer):
     """A named layer that reports ``monitor_fn(*inputs)`` without adding it to the loss.
 
