@@ -222,6 +222,42 @@ def training_data(args: argparse.Namespace) -> tuple:
     return config, train_dataset, val_dataset, val_coco
 
 
+def loss_settings(config: Config | type[Config], losses: Sequence[str] = (),
+                  metrics: Sequence[str] = (), weights: Sequence[str] = ()) -> dict:
+    """LOSS_FUNCTIONS, EXTRA_LOSSES, TRAINING_METRICS and LOSS_WEIGHTS of `config`
+    updated with ``--loss NAME=SPEC``, ``--metric NAME[=SPEC]`` and ``--loss-weight NAME=X``
+    (the values are checked when the Config is made: see mrcnn.losses)."""
+    from mrcnn.config import LOSS_NAMES
+
+    metric_settings = config.TRAINING_METRICS
+    settings = {"LOSS_FUNCTIONS": dict(config.LOSS_FUNCTIONS),
+                "EXTRA_LOSSES": dict(config.EXTRA_LOSSES),
+                "TRAINING_METRICS": (dict(metric_settings) if isinstance(metric_settings, dict)
+                                     else {name: name for name in metric_settings}),
+                "LOSS_WEIGHTS": dict(config.LOSS_WEIGHTS)}
+    for flag, items in (("--loss", losses), ("--metric", metrics), ("--loss-weight", weights)):
+        for item in items:
+            name, sep, spec = (part.strip() for part in item.partition("="))
+            needs_value = flag != "--metric" or sep
+            if not name or (needs_value and not spec):
+                raise UsageError(f"{flag} {item!r}: use NAME=VALUE, e.g. "
+                                 + {"--loss": "--loss mrcnn_class_loss=focal:gamma=2",
+                                    "--metric": "--metric mask_iou",
+                                    "--loss-weight": "--loss-weight mrcnn_mask_loss=2"}[flag])
+            if flag == "--loss":
+                setting = "LOSS_FUNCTIONS" if name in LOSS_NAMES else "EXTRA_LOSSES"
+                settings[setting][name] = spec
+            elif flag == "--metric":
+                settings["TRAINING_METRICS"][name] = spec or name
+            else:
+                try:
+                    settings["LOSS_WEIGHTS"][name] = float(spec)
+                except ValueError:
+                    raise UsageError(f"--loss-weight {item!r}: the weight must be a number") \
+                        from None
+    return settings
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``mrcnn train``: one training stage from the flags, or ``args.schedule``;
     then, with ``--evaluate``, COCO evaluation of the last checkpoint."""
@@ -232,6 +268,9 @@ def run_train(args: argparse.Namespace) -> int:
         raise UsageError("--evaluate needs COCO-format validation data, not shapes")
     weights_file(args.weights)
     config, train_dataset, val_dataset, val_coco = training_data(args)
+    if args.loss or args.metric or args.loss_weight:
+        config = configs.derive_config(type(config), **loss_settings(
+            config, args.loss, args.metric, args.loss_weight))
 
     from mrcnn.data import Augmenter
     from mrcnn.model import MaskRCNN
@@ -359,7 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
                "--val-json data/val.json \\\n"
                "      --epochs 30 --layers heads --evaluate\n"
                "  mrcnn train --config coco --dataset /data/coco --weights imagenet "
-               "--layers all --epochs 40")
+               "--layers all --epochs 40\n"
+               "  mrcnn train --dataset shapes --weights none --layers all \\\n"
+               "      --loss mrcnn_class_loss=focal:gamma=2,alpha=0.25 "
+               "--loss mrcnn_mask_loss=bce_dice --metric mask_iou\n"
+               "  mrcnn train --dataset shapes --weights none --loss "
+               "rpn_bbox_loss=smooth_l1:beta=0.5 \\\n"
+               "      --loss area_loss=my_losses.py:area_loss --loss-weight area_loss=0.1 "
+               "--metric roi_accuracy --metric iou=my_losses.py:box_iou")
     group = train.add_argument_group("training data")
     group.add_argument("--train-json", metavar="FILE", help="COCO-format training annotations")
     group.add_argument("--train-images", metavar="DIR",
@@ -383,6 +429,21 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--evaluate", action="store_true",
                        help="afterwards, COCO bbox and segm evaluation of the last checkpoint "
                             "on the validation set")
+    group = train.add_argument_group("losses and monitors (see the README's 'Losses' section)")
+    group.add_argument("--loss", action="append", default=[], metavar="NAME=SPEC",
+                       help="a head's loss (NAME rpn_class_loss, rpn_bbox_loss, "
+                            "mrcnn_class_loss, mrcnn_bbox_loss or mrcnn_mask_loss; SPEC "
+                            "classic, focal, class_weighted, smooth_l1, dice or bce_dice, "
+                            "with hyper-parameters as focal:gamma=2,alpha=0.25, or "
+                            "package.module:name), or a new loss term (a new NAME; SPEC "
+                            "package.module:function or file.py:function whose parameters "
+                            "are graph tensors) (repeatable)")
+    group.add_argument("--loss-weight", action="append", default=[], metavar="NAME=X",
+                       help="weight of a loss in the total, as LOSS_WEIGHTS (repeatable)")
+    group.add_argument("--metric", action="append", default=[], metavar="NAME[=SPEC]",
+                       help="a monitor shown with the losses but not added to them: "
+                            "roi_accuracy, mask_iou, positive_fraction, or "
+                            "NAME=package.module:function (repeatable)")
     train.set_defaults(handler=run_train, parser=train, schedule=None)
 
     evaluate_parser = commands.add_parser(
