@@ -363,7 +363,8 @@ class BoundLoss:
     Called with the head's graph tensors (:data:`HEAD_INPUTS`), it gathers the
     counted elements as the classic loss does and applies ``loss`` to them.
     A Keras loss gets one-hot targets and softmax probabilities for a
-    classifier, and is not called (the value is 0) when nothing counts.
+    classifier; its per-element values (``Loss.call``) are averaged over the
+    counted elements, 0 when nothing counts (its ``reduction`` is not used).
 
     Args:
         head: one of the five loss names.
@@ -381,10 +382,9 @@ class BoundLoss:
         if HEAD_KINDS[self.head] == "classifier":
             targets = tf.one_hot(targets, int(predictions.shape[-1]))
             predictions = tf.nn.softmax(predictions)
-        # tf.cond runs (and differentiates) only the taken branch: no 0/0 from an empty set.
-        return tf.cond(tf.size(predictions) > 0,
-                       lambda: tf.cast(self.loss(targets, predictions), tf.float32),
-                       lambda: tf.constant(0.0))
+        # The unreduced values, averaged here: the Loss's own reduction would divide by
+        # the replica count under tf.distribute, which add_loss does already.
+        return graph_losses.mean_or_zero(self.loss.call(targets, predictions))
 
     def get_config(self) -> dict:
         return {"head": self.head, "loss": keras.saving.serialize_keras_object(self.loss)}

@@ -10,6 +10,8 @@ images and writes a PNG of detections::
     python samples/shapes/train_shapes.py --epochs 20       # longer
     python samples/shapes/train_shapes.py --backbone resnet50 \\
         --weights weights/mask_rcnn_coco.h5                 # classic fine-tuning
+    python samples/shapes/train_shapes.py --loss mrcnn_class_loss=focal \\
+        --loss mrcnn_mask_loss=bce_dice --metric mask_iou   # other losses, a monitor
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from mrcnn import visualize  # noqa: E402  (first: it quiets TensorFlow's C++ log)
-from keras import layers  # noqa: E402
+from keras import layers, utils  # noqa: E402
+from mrcnn.cli import loss_settings  # noqa: E402
 from mrcnn.data import Augmenter, load_image_gt  # noqa: E402
 from mrcnn.graph.layers import BatchNorm  # noqa: E402
 from mrcnn.metrics import compute_ap  # noqa: E402
@@ -147,14 +150,27 @@ def main(argv=None) -> float:
     parser.add_argument("--weights", help="start from this .h5 file (heads re-initialized)")
     parser.add_argument("--logs", default="logs", help="log and checkpoint directory")
     parser.add_argument("--out", default="shapes_detections.png", help="PNG to write")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the datasets and of the initial weights")
+    parser.add_argument("--loss", action="append", default=[], metavar="NAME=SPEC",
+                        help="a head's loss, as 'mrcnn train --loss', e.g. "
+                             "mrcnn_class_loss=focal:gamma=2 (repeatable; default classic)")
+    parser.add_argument("--metric", action="append", default=[], metavar="NAME",
+                        help="a monitor shown during training: roi_accuracy, mask_iou, "
+                             "positive_fraction (repeatable)")
     args = parser.parse_args(argv)
+    # The same seed gives the same initial weights, so that runs with other losses compare.
+    utils.set_random_seed(args.seed)
 
     class Config(FastShapesConfig):
         STEPS_PER_EPOCH = args.steps
         if args.backbone != "compact":
             BACKBONE = args.backbone
+    for name, value in loss_settings(FastShapesConfig, args.loss, args.metric).items():
+        setattr(Config, name, value)
     config = Config()
+    if args.loss:
+        print(f"losses: {config.LOSS_FUNCTIONS} (the others classic)")
 
     train_set, val_set, test_set = ShapesDataset(), ShapesDataset(), ShapesDataset()
     for dataset, count, seed in ((train_set, args.train_count, args.seed),
