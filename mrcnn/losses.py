@@ -173,14 +173,16 @@ class FocalLoss(HeadLoss):
     def __init__(self, gamma: float = 2.0, alpha: float | Sequence[float] | None = None):
         if not isinstance(gamma, (int, float)) or gamma < 0:
             raise ConfigError(f"focal: gamma is {gamma!r}; use a number >= 0")
-        if alpha is not None and not isinstance(alpha, (int, float)):
+        if isinstance(alpha, (int, float)) and 0 <= alpha <= 1:
+            alpha = float(alpha)
+        elif isinstance(alpha, Sequence) and not isinstance(alpha, str) and all(
+                isinstance(a, (int, float)) and a >= 0 for a in alpha):
             alpha = [float(a) for a in alpha]
-        elif alpha is not None and not 0 <= alpha <= 1:
+        elif alpha is not None:
             raise ConfigError(f"focal: alpha is {alpha!r}; use a fraction in [0, 1], a list "
-                              "of per-class weights, or None")
+                              "of per-class weights >= 0, or None")
         self.gamma = float(gamma)
-        self.alpha = None if alpha is None else (alpha if isinstance(alpha, list)
-                                                 else float(alpha))
+        self.alpha = alpha
 
     def class_weights(self, num_classes: int) -> list[float] | None:
         """[num_classes] factors: a float alpha weights the object classes, 1 - alpha the
