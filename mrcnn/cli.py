@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from mrcnn import configs
+from mrcnn.config import LOSS_NAMES
 from mrcnn.inference import collect_images, detect_files, evaluate, read_image
 from mrcnn.resources import (COCO_WEIGHTS_FILE, category_ids, coco_root_splits, json_source,
                              load_coco_dataset, weights_file)
@@ -227,8 +228,6 @@ def loss_settings(config: Config | type[Config], losses: Sequence[str] = (),
     """LOSS_FUNCTIONS, EXTRA_LOSSES, TRAINING_METRICS and LOSS_WEIGHTS of `config`
     updated with ``--loss NAME=SPEC``, ``--metric NAME[=SPEC]`` and ``--loss-weight NAME=X``
     (the values are checked when the Config is made: see mrcnn.losses)."""
-    from mrcnn.config import LOSS_NAMES
-
     metric_settings = config.TRAINING_METRICS
     settings = {"LOSS_FUNCTIONS": dict(config.LOSS_FUNCTIONS),
                 "EXTRA_LOSSES": dict(config.EXTRA_LOSSES),

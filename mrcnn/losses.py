@@ -55,6 +55,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.config import LOSS_NAMES, Config, ConfigError
+from mrcnn.configs import import_object
 from mrcnn.graph import losses as graph_losses
 from mrcnn.graph import monitors
 
@@ -440,7 +441,6 @@ def parse_choice(text: str) -> Any:
                               f"{', '.join(inspect.signature(FACTORIES[name]).parameters)}") \
                 from None
     if params:
-        from mrcnn.configs import import_object  # no import cycle: configs needs only config
         return import_object(text.strip())
     raise ConfigError(f"{text!r} is not a loss name")
 
@@ -503,7 +503,6 @@ def _graph_function(setting: str, name: str, spec: Any) -> tuple[Callable, tuple
             return MONITORS[spec]
         if ":" not in spec:
             raise ConfigError(f"{where} is {spec!r}, not a known name. {accepted}")
-        from mrcnn.configs import import_object
         try:
             spec = import_object(spec)
         except ValueError as err:

@@ -1,6 +1,8 @@
 """LOSS_FUNCTIONS, EXTRA_LOSSES and TRAINING_METRICS: checks, display, reload, the CLI,
 and a short fit that shows every chosen loss and monitor in History."""
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -185,6 +187,15 @@ def test_config_with_factory_losses_survives_to_dict_and_reload(tiny_config_clas
 def test_bad_specifications_raise_config_error(tiny_config_class, settings, message):
     with pytest.raises(ConfigError, match=message):
         derive_config(tiny_config_class, **settings)
+
+
+def test_default_config_imports_no_tensorflow():
+    code = ("import sys\nfrom mrcnn.config import Config\n"
+            "class C(Config):\n    NAME = 'c'\n    NUM_CLASSES = 2\n"
+            "C()\nprint('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"
 
 
 # ---------------------------------------------------------------- the command line
