@@ -18,6 +18,8 @@ import inspect
 
 import numpy as np
 
+from mrcnn.image_meta import meta_size
+
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
@@ -165,9 +167,7 @@ class Config:
         else:
             self.IMAGE_SHAPE = np.array([self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM,
                                          self.IMAGE_CHANNEL_COUNT])
-        # image_id, original shape (3), molded shape (3), window (4), scale (1),
-        # active class ids (NUM_CLASSES).
-        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.IMAGE_META_SIZE = meta_size(self.NUM_CLASSES)
         self.validate()
 
     def validate(self) -> None:

@@ -2,7 +2,8 @@
 
 ``BatchNorm`` carries the classic TRAIN_BN switch; ``TimeDistributed`` applies
 a layer to every ROI in one call by folding the ROI axis into the batch;
-``PyramidAnchors`` and ``NormalizeBoxes`` feed the training graph.
+``PyramidAnchors`` and ``NormalizeBoxes`` feed the training graph;
+``ImageMetaField`` reads one field of the image meta by name.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 from mrcnn.anchors import generate_pyramid_anchors
 from mrcnn.boxes import norm_boxes
 from mrcnn.graph import box_ops
+from mrcnn.image_meta import FIELDS, parse_image_meta_graph
 
 
 class BatchNorm(keras.layers.BatchNormalization):
@@ -181,3 +183,30 @@ class PadRows(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "length": self.length}
+
+
+class ImageMetaField(keras.layers.Layer):
+    """One field of the image meta, read by name (see :mod:`mrcnn.image_meta`).
+
+    Args:
+        field: a field name of ``mrcnn.image_meta.FIELDS``, e.g. "active_class_ids".
+
+    Call args:
+        image_meta: [B, META] float.
+
+    Returns:
+        The field as :func:`mrcnn.image_meta.parse_image_meta_graph` gives it, float32.
+    """
+
+    def __init__(self, field: str, **kwargs):
+        super().__init__(**kwargs)
+        if field not in dict(FIELDS):
+            raise ValueError(f"unknown image meta field {field!r}; use one of "
+                             f"{[name for name, _ in FIELDS]}")
+        self.field = field
+
+    def call(self, image_meta):
+        return parse_image_meta_graph(image_meta)[self.field]
+
+    def get_config(self):
+        return {**super().get_config(), "field": self.field}

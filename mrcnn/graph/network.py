@@ -18,7 +18,7 @@ from mrcnn.graph.backbone import resnet_graph
 from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
 from mrcnn.graph.fpn import fpn_graph
 from mrcnn.graph.heads import classifier_head, mask_head
-from mrcnn.graph.layers import NormalizeBoxes, PadRows, PyramidAnchors
+from mrcnn.graph.layers import ImageMetaField, NormalizeBoxes, PadRows, PyramidAnchors
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.rpn import build_rpn_model
 from mrcnn.graph.targets import DetectionTargetLayer
@@ -190,7 +190,8 @@ def build_training_model(config: Config) -> keras.Model:
                            config.MASK_POOL_SIZE, config.NUM_CLASSES, config.TRAIN_BN,
                            config.MASK_HEAD_CHANNELS)
     mrcnn_mask = PadRows(config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_padded")(mrcnn_mask)
-    active_class_ids = input_image_meta[:, 12:]
+    active_class_ids = ImageMetaField("active_class_ids", name="active_class_ids")(
+        input_image_meta)
 
     loss_inputs = {
         "rpn_class_loss": [input_rpn_match, rpn_class_logits],

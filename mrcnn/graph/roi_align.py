@@ -4,6 +4,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from mrcnn.image_meta import parse_image_meta_graph
+
 # A ROI of CANONICAL_SIZE pixels (in a 224 x 224 image's terms) maps to P4.
 CANONICAL_SIZE = 224.0
 CANONICAL_LEVEL = 4
@@ -53,8 +55,8 @@ class PyramidROIAlign(keras.layers.Layer):
         batch, count = tf.shape(boxes)[0], tf.shape(boxes)[1]
         flat_boxes = tf.reshape(boxes, (-1, 4))
         image_index = tf.repeat(tf.range(batch), count)
-        image_area = image_meta[0, 4] * image_meta[0, 5]
-        levels = roi_levels(flat_boxes, tf.cast(image_area, tf.float32))
+        image_shape = parse_image_meta_graph(image_meta)["image_shape"][0]
+        levels = roi_levels(flat_boxes, image_shape[0] * image_shape[1])
 
         positions, pooled = [], []
         for level, feature_map in enumerate(feature_maps, start=MIN_LEVEL):
