@@ -184,9 +184,8 @@ def build_training_model(config: Config) -> keras.Model:
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = classifier_head(
         rois, input_image_meta, head_maps, config.POOL_SIZE, config.NUM_CLASSES,
         config.TRAIN_BN, config.FPN_CLASSIF_FC_LAYERS_SIZE)
-    # The positive ROIs come first and only they have a mask loss: the mask
-    # head runs on the rows that can hold a positive.
-    mrcnn_mask = mask_head(rois[:, :targets.max_positives], input_image_meta, head_maps,
+    # Only positive ROIs have a mask loss: the mask head runs on their rows alone.
+    mrcnn_mask = mask_head(targets.positive_rows(rois), input_image_meta, head_maps,
                            config.MASK_POOL_SIZE, config.NUM_CLASSES, config.TRAIN_BN,
                            config.MASK_HEAD_CHANNELS)
     mrcnn_mask = PadRows(config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_padded")(mrcnn_mask)
