@@ -13,6 +13,10 @@ from typing import Sequence
 
 import numpy as np
 
+# An anchor (RPN targets, numpy) or a proposal (head targets, tf) whose IoU with a crowd box
+# reaches this is never a negative: the crowd may well hide an unlabelled object there.
+CROWD_IOU = 0.001
+
 __all__ = [
     "compute_iou", "compute_overlaps", "non_max_suppression", "apply_box_deltas",
     "box_refinement", "extract_bboxes", "norm_boxes", "denorm_boxes", "trim_zeros",

@@ -30,6 +30,12 @@ BUILTIN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 IMAGE_DIVISOR = 64
 
 
+def divisible_size(size: int) -> int:
+    """The smallest image side >= `size` that the feature pyramid can halve 6 times
+    (a multiple of IMAGE_DIVISOR); equal to `size` exactly when `size` fits."""
+    return -(-int(size) // IMAGE_DIVISOR) * IMAGE_DIVISOR
+
+
 class ConfigError(ValueError):
     """Settings that cannot work together."""
 
@@ -189,16 +195,18 @@ class Config:
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
             fail("IMAGE_RESIZE_MODE", f"is {self.IMAGE_RESIZE_MODE!r}, an unknown mode",
                  f"Use one of {', '.join(map(repr, RESIZE_MODES))}.")
-        if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MAX_DIM % IMAGE_DIVISOR:
+        if (self.IMAGE_RESIZE_MODE == "square"
+                and divisible_size(self.IMAGE_MAX_DIM) != self.IMAGE_MAX_DIM):
             fail("IMAGE_MAX_DIM", f"is {self.IMAGE_MAX_DIM}, not a multiple of "
                  f"{IMAGE_DIVISOR}, so square images cannot be halved 6 times",
                  f"Use a multiple of {IMAGE_DIVISOR}, e.g. "
-                 f"{_round_up(self.IMAGE_MAX_DIM, IMAGE_DIVISOR)}.")
-        if self.IMAGE_RESIZE_MODE in ("crop", "pad64") and self.IMAGE_MIN_DIM % IMAGE_DIVISOR:
+                 f"{divisible_size(self.IMAGE_MAX_DIM)}.")
+        if (self.IMAGE_RESIZE_MODE in ("crop", "pad64")
+                and divisible_size(self.IMAGE_MIN_DIM) != self.IMAGE_MIN_DIM):
             fail("IMAGE_MIN_DIM", f"is {self.IMAGE_MIN_DIM}, not a multiple of "
                  f"{IMAGE_DIVISOR}, which mode {self.IMAGE_RESIZE_MODE!r} requires",
                  f"Use a multiple of {IMAGE_DIVISOR}, e.g. "
-                 f"{_round_up(self.IMAGE_MIN_DIM, IMAGE_DIVISOR)}.")
+                 f"{divisible_size(self.IMAGE_MIN_DIM)}.")
         if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM:
             fail("IMAGE_MIN_DIM", f"({self.IMAGE_MIN_DIM}) is larger than IMAGE_MAX_DIM "
                  f"({self.IMAGE_MAX_DIM})", "Make IMAGE_MIN_DIM <= IMAGE_MAX_DIM.")
@@ -245,7 +253,3 @@ class Config:
         for name, value in sorted(self.to_dict().items()):
             print(f"{name:30} {value}")
         print("\n")
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple

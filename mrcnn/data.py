@@ -25,8 +25,8 @@ from typing import Callable, NamedTuple, Sequence
 import keras
 import numpy as np
 
-from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
-from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
+from mrcnn.anchors import config_anchors
+from mrcnn.boxes import CROWD_IOU, box_refinement, compute_overlaps, extract_bboxes
 from mrcnn.images import (compose_image_meta, minimize_mask, mold_image, resize_image,
                           resize_mask)
 
@@ -38,9 +38,6 @@ logger = logging.getLogger(__name__)
 # IoU at or above which an anchor is positive, and below which it is negative (classic).
 RPN_POSITIVE_IOU = 0.7
 RPN_NEGATIVE_IOU = 0.3
-# An anchor that touches a crowd box at least this much is never a negative: the crowd
-# may well hide an object there.
-CROWD_IOU = 0.001
 # Consecutive images that fail to load before the generator gives up: one broken file
 # should not end a long training run, but a broken dataset must not loop silently.
 MAX_CONSECUTIVE_ERRORS = 5
@@ -408,10 +405,7 @@ class DataGenerator(keras.utils.PyDataset):
         # own generator from (seed, epoch, index), whatever worker builds them.
         self.seed = np.random.SeedSequence(seed).entropy
         self.epoch = 0
-        self.anchors = generate_pyramid_anchors(
-            config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-            compute_backbone_shapes(config, config.IMAGE_SHAPE), config.BACKBONE_STRIDES,
-            config.RPN_ANCHOR_STRIDE)
+        self.anchors = config_anchors(config, config.IMAGE_SHAPE)
         self.epoch_order = self._epoch_order()
 
     def _epoch_order(self) -> np.ndarray:

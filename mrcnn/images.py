@@ -16,7 +16,7 @@ import numpy as np
 import scipy.ndimage
 import skimage.transform
 
-from mrcnn.config import RESIZE_MODES
+from mrcnn.config import IMAGE_DIVISOR, RESIZE_MODES, divisible_size
 # The image meta has its own module; these names stay importable from here.
 from mrcnn.image_meta import compose_image_meta, parse_image_meta  # noqa: F401
 
@@ -106,9 +106,9 @@ def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | N
         return image, window, scale, padding, crop
     if mode == "square" and not max_dim:
         raise ValueError("Resize mode 'square' needs max_dim (IMAGE_MAX_DIM)")
-    if mode == "pad64" and (min_dim is None or min_dim % 64):
+    if mode == "pad64" and (min_dim is None or divisible_size(min_dim) != min_dim):
         raise ValueError(f"Resize mode 'pad64' needs min_dim (IMAGE_MIN_DIM) to be a multiple "
-                         f"of 64, got {min_dim}")
+                         f"of {IMAGE_DIVISOR}, got {min_dim}")
     if mode == "crop" and not min_dim:
         raise ValueError("Resize mode 'crop' needs min_dim (IMAGE_MIN_DIM), the crop size")
 
@@ -129,9 +129,8 @@ def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | N
         top, bottom = _centered_pad(h, max_dim)
         left, right = _centered_pad(w, max_dim)
     elif mode == "pad64":
-        # -size % 64 is the distance to the next multiple of 64 (0 when divisible).
-        top, bottom = _centered_pad(h, h + -h % 64)
-        left, right = _centered_pad(w, w + -w % 64)
+        top, bottom = _centered_pad(h, divisible_size(h))
+        left, right = _centered_pad(w, divisible_size(w))
     else:  # crop; the scale above made the short side at least min_dim, so the crop fits.
         y = random.randint(0, h - min_dim)
         x = random.randint(0, w - min_dim)

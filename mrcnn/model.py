@@ -18,12 +18,14 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn import weights as weight_files
-from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.anchors import config_anchors
 from mrcnn.boxes import denorm_boxes, norm_boxes
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
 from mrcnn.graph.network import build_inference_model, build_training_model
 from mrcnn.images import box_mask, compose_image_meta, mold_image, resize_image
+# WEIGHTS_DIR: where get_imagenet_weights looks, besides model_dir.
+from mrcnn.resources import WEIGHTS_DIR
 
 # The classic `layers` presets of train(): regexes over the layer names.
 LAYER_PRESETS = {
@@ -36,9 +38,6 @@ LAYER_PRESETS = {
 IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/"
                         "download/v0.2/" + IMAGENET_WEIGHTS_FILE)
-# Where get_imagenet_weights looks, besides model_dir.
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "weights")
 MODES = ("training", "inference")
 
 
@@ -148,11 +147,7 @@ class MaskRCNN:
         """
         key = tuple(int(v) for v in image_shape[:2])
         if key not in self._anchor_cache:
-            config = self.config
-            pixel_anchors = generate_pyramid_anchors(
-                config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-                compute_backbone_shapes(config, image_shape), config.BACKBONE_STRIDES,
-                config.RPN_ANCHOR_STRIDE)
+            pixel_anchors = config_anchors(self.config, image_shape)
             self._anchor_cache[key] = (pixel_anchors, norm_boxes(pixel_anchors, key))
         self.anchors, normalized = self._anchor_cache[key]
         return normalized

@@ -142,7 +142,7 @@ def test_missing_weights_file_says_what_to_download(tiny, tmp_path, capsys):
 
 
 def test_missing_coco_weights_say_where_to_put_them(tiny, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(resources, "REPO_ROOT", str(tmp_path))
+    monkeypatch.setattr(resources, "WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights").mkdir()
     assert cli.main(["detect", "--config", tiny["config"], "--weights", "coco",

@@ -98,9 +98,9 @@ class PyramidAnchors(keras.layers.Layer):
 
     Args:
         image_shape: (height, width) of the molded training images.
-        scales, ratios, strides, anchor_stride: RPN_ANCHOR_SCALES,
-            RPN_ANCHOR_RATIOS, BACKBONE_STRIDES and RPN_ANCHOR_STRIDE.
-        feature_shapes: [(height, width)] of each pyramid level.
+        scales, ratios, feature_shapes, feature_strides, anchor_stride: the
+            arguments of ``generate_pyramid_anchors``, as
+            ``mrcnn.anchors.anchor_settings(config, image_shape)`` gives them.
 
     Call args:
         images: [B, H, W, C]; only B is used.
@@ -109,17 +109,17 @@ class PyramidAnchors(keras.layers.Layer):
         [B, A, (y1, x1, y2, x2)] normalized anchors.
     """
 
-    def __init__(self, image_shape, scales, ratios, strides, anchor_stride: int,
-                 feature_shapes, **kwargs):
+    def __init__(self, image_shape, scales, ratios, feature_shapes, feature_strides,
+                 anchor_stride: int, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(v) for v in image_shape[:2])
         self.scales = tuple(float(v) for v in scales)
         self.ratios = tuple(float(v) for v in ratios)
-        self.strides = tuple(int(v) for v in strides)
+        self.feature_strides = tuple(int(v) for v in feature_strides)
         self.anchor_stride = int(anchor_stride)
         self.feature_shapes = tuple(tuple(int(v) for v in s) for s in feature_shapes)
         pixels = generate_pyramid_anchors(self.scales, self.ratios, self.feature_shapes,
-                                          self.strides, self.anchor_stride)
+                                          self.feature_strides, self.anchor_stride)
         self.anchors = norm_boxes(pixels, self.image_shape).astype("float32")
 
     def call(self, images):
@@ -131,7 +131,7 @@ class PyramidAnchors(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "image_shape": self.image_shape, "scales": self.scales,
-                "ratios": self.ratios, "strides": self.strides,
+                "ratios": self.ratios, "feature_strides": self.feature_strides,
                 "anchor_stride": self.anchor_stride, "feature_shapes": self.feature_shapes}
 
 

@@ -11,8 +11,8 @@ import re
 import keras
 from keras import layers
 
-from mrcnn.anchors import compute_backbone_shapes
-from mrcnn.config import IMAGE_DIVISOR, LOSS_NAMES, Config
+from mrcnn.anchors import anchor_settings
+from mrcnn.config import IMAGE_DIVISOR, LOSS_NAMES, Config, divisible_size
 from mrcnn.graph import losses
 from mrcnn.graph.backbone import resnet_graph
 from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
@@ -30,7 +30,7 @@ NO_DECAY = re.compile(r"(gamma|beta)$")
 def check_image_shape(config: Config) -> None:
     """Raises ValueError unless IMAGE_SHAPE halves cleanly 6 times."""
     height, width = (int(v) for v in config.IMAGE_SHAPE[:2])
-    if height % IMAGE_DIVISOR or width % IMAGE_DIVISOR:
+    if divisible_size(height) != height or divisible_size(width) != width:
         raise ValueError(
             f"Image size {height}x{width} must be divisible by {IMAGE_DIVISOR} at least "
             f"6 times for the feature pyramid: use e.g. 256, 320, 384, 448, 512, 576, "
@@ -166,9 +166,7 @@ def build_training_model(config: Config) -> keras.Model:
     feature_maps = pyramid_features(input_image, config)
     head_maps = feature_maps[:4]
     rpn_class_logits, rpn_class, rpn_bbox = region_proposals(feature_maps, config)
-    anchors = PyramidAnchors(image_shape, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-                             config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
-                             compute_backbone_shapes(config, image_shape),
+    anchors = PyramidAnchors(image_shape, **anchor_settings(config, image_shape),
                              name="anchors")(input_image)
     rpn_rois = ProposalLayer(config.POST_NMS_ROIS_TRAINING, config.RPN_NMS_THRESHOLD,
                              config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV,

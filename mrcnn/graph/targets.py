@@ -10,13 +10,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.boxes import CROWD_IOU
 from mrcnn.graph.box_ops import box_refinement, overlaps
 
 # A proposal is positive at this IoU with some gt box, negative below it.
 POSITIVE_IOU = 0.5
-# A proposal overlapping a crowd box at least this much is never a negative:
-# it may well show one of the crowd's unlabelled instances.
-CROWD_IOU = 0.001
 
 
 def _non_zero_rows(boxes: tf.Tensor) -> tf.Tensor:
