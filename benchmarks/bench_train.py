@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.data import DataGenerator  # noqa: E402
 from mrcnn.model import LAYER_PRESETS, MaskRCNN  # noqa: E402
-from samples.shapes.shapes import ShapesDataset  # noqa: E402
+from mrcnn.datasets.shapes import ShapesDataset  # noqa: E402
 
 
 def main() -> None:

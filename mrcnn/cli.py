@@ -24,7 +24,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from mrcnn import configs
+# Short local name: presets and config loading are used throughout the commands.
+from mrcnn import config_presets as configs
 from mrcnn.inference import collect_images, detect_files, evaluate, read_image
 from mrcnn.resources import (COCO_WEIGHTS_FILE, category_ids, coco_root_splits, json_source,
                              load_coco_dataset, weights_file)
@@ -191,15 +192,15 @@ def training_data(args: argparse.Namespace) -> tuple:
         if getattr(args, flag) is not None:
             settings[name] = getattr(args, flag)
     if args.dataset == "shapes":
-        shapes = configs.import_object("samples.shapes.shapes:SHAPES")
-        shapes_dataset = configs.import_object("samples.shapes.shapes:ShapesDataset")
+        from mrcnn.datasets.shapes import SHAPES, ShapesDataset
+
         config = configs.derive_config(base_config_class(args, "shapes"),
-                                       **{"NUM_CLASSES": 1 + len(shapes),
-                                          "CLASS_NAMES": ["BG", *shapes], **settings})
+                                       **{"NUM_CLASSES": 1 + len(SHAPES),
+                                          "CLASS_NAMES": ["BG", *SHAPES], **settings})
         height, width = config.IMAGE_SHAPE[:2]
         datasets = []
         for count, seed in ((args.train_count, 0), (args.val_count, 1)):
-            dataset = shapes_dataset()
+            dataset = ShapesDataset()
             dataset.load_shapes(count, int(height), int(width), seed=seed)
             dataset.prepare()
             datasets.append(dataset)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import skimage.io
 
-from mrcnn import cli, configs, resources
+from mrcnn import cli, resources
+from mrcnn import config_presets as configs
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # With a zero kernel, class 1 always wins: the random tiny model detects class-1 objects.
@@ -24,8 +25,8 @@ def tiny(tiny_config_class, tmp_path_factory):
     fields["DETECTION_MIN_CONFIDENCE"] = 0
     body = "".join(f"    {name} = {value!r}\n" for name, value in fields.items())
     config_file = root / "tiny_config.py"
-    config_file.write_text("from mrcnn.config import Config\n\n\n"
-                           f"class TinyConfig(Config):\n{body}\n\n"
+    config_file.write_text("from mrcnn.datasets.shapes import ShapesConfig\n\n\n"
+                           f"class TinyConfig(ShapesConfig):\n{body}\n\n"
                            "class TinyThree(TinyConfig):\n    NUM_CLASSES = 3\n")
     config = f"{config_file}:TinyConfig"
 

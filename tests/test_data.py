@@ -14,7 +14,7 @@ from mrcnn.data import (MAX_CONSECUTIVE_ERRORS, AugmentationError, Augmenter, Da
 from mrcnn.dataset import Dataset
 from mrcnn.image_meta import parse_image_meta
 from mrcnn.images import minimize_mask, resize_image, resize_mask
-from samples.shapes.shapes import ShapesConfig, ShapesDataset
+from mrcnn.datasets.shapes import ShapesConfig, ShapesDataset
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 

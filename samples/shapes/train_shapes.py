@@ -30,7 +30,7 @@ from mrcnn.graph.layers import BatchNorm  # noqa: E402
 from mrcnn.metrics import compute_ap  # noqa: E402
 from mrcnn.model import MaskRCNN  # noqa: E402
 from mrcnn.weights import HEAD_LAYERS  # noqa: E402
-from samples.shapes.shapes import ShapesConfig, ShapesDataset  # noqa: E402
+from mrcnn.datasets.shapes import ShapesConfig, ShapesDataset  # noqa: E402
 
 
 BACKBONE_STRIDES = [4, 8, 16, 32, 64]
