@@ -57,22 +57,18 @@ def note(text: str) -> None:
 def load_weights(model: MaskRCNN, spec: str) -> None:
     """Loads ``--weights`` into `model` by layer name, re-initializing the
     class-dependent heads when the file was trained for another class count."""
-    from mrcnn.weights import HEAD_LAYERS, num_classes_in_file
+    from mrcnn.weights import HEADS_IF_MISMATCH, num_classes_in_file
 
     path = weights_file(spec, model)
     if path is None:
         note("note: --weights none: the model starts from random weights")
         return
-    num_classes = model.config.NUM_CLASSES
-    file_classes = num_classes_in_file(path)
-    exclude = ()
-    if file_classes is not None and file_classes != num_classes:
-        exclude = HEAD_LAYERS
-        note(f"note: heads re-initialized: file has {file_classes} classes, "
-             f"config {num_classes}")
-    report = model.load_weights(path, by_name=True, exclude=exclude)
+    report = model.load_weights(path, by_name=True, exclude=HEADS_IF_MISMATCH)
+    if report.excluded:
+        note(f"note: heads re-initialized: file has {num_classes_in_file(path)} classes, "
+             f"config {model.config.NUM_CLASSES}")
     note(f"loaded {len(report.loaded)} layers from {path}")
-    random_layers = [n for n in report.not_in_file if n not in exclude]
+    random_layers = [n for n in report.not_in_file if n not in report.excluded]
     if model.mode == "inference" and random_layers:
         note(f"warning: {len(random_layers)} layers are not in {path} and keep random "
              f"weights (e.g. {', '.join(random_layers[:3])}); does the config's BACKBONE "
@@ -97,26 +93,28 @@ def base_config_class(args: argparse.Namespace, default: str | None = None,
 
 def detect_config_class(args: argparse.Namespace, weights_path: str | None,
                         settings: dict) -> tuple[type[Config], dict]:
-    """The config class for detection, and `settings` adjusted to the weight file.
-
-    Heads re-initialized for another class count would make every detection
-    meaningless, so the file's class count wins over the config's (not over an
-    explicit ``--set NUM_CLASSES``). Without --config, the default settings are
-    used: those of mask_rcnn_coco.h5 and of ``mrcnn train`` without --config.
+    """The config class for detection, and `settings` adjusted to the weight file
+    (its class count and backbone, see ``mrcnn.weights.settings_to_fit``). Without
+    --config, the default settings are used: those of mask_rcnn_coco.h5 and of
+    ``mrcnn train`` without --config.
     """
-    from mrcnn.weights import num_classes_in_file
+    from mrcnn.weights import settings_to_fit, weight_file_info
 
-    file_classes = num_classes_in_file(weights_path) if weights_path else None
-    if not args.config and file_classes is None:
+    info = weight_file_info(weights_path) if weights_path else None
+    if not args.config and (info is None or info.num_classes is None):
         raise UsageError("--config is required when --weights does not name a file with "
                          "class heads")
     base = configs.load_config_class(args.config) if args.config else configs.DatasetConfig
-    if file_classes not in (None, base.NUM_CLASSES) and "NUM_CLASSES" not in settings:
-        if args.config:
-            note(f"note: using the {file_classes} classes of {weights_path} "
-                 f"(config {base.NUM_CLASSES})")
-        settings = {**settings, "NUM_CLASSES": file_classes, "CLASS_NAMES": None}
-    return base, settings
+    fitted = settings_to_fit(info, base, settings) if info else {}
+    if args.config and "NUM_CLASSES" in fitted:
+        note(f"note: using the {fitted['NUM_CLASSES']} classes of {weights_path} "
+             f"(config {base.NUM_CLASSES})")
+    if "BACKBONE" in fitted:
+        note(f"note: using the {fitted['BACKBONE']} backbone of {weights_path} "
+             f"(config {base.BACKBONE})")
+    if "NUM_CLASSES" in fitted:
+        fitted["CLASS_NAMES"] = None
+    return base, {**settings, **fitted}
 
 
 def run_detect(args: argparse.Namespace) -> int:

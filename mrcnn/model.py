@@ -373,13 +373,17 @@ class MaskRCNN:
                 (another backbone depth, or the heads of another class count
                 together with ``exclude``).
             exclude: layer names to skip, e.g. weights.HEAD_LAYERS when
-                fine-tuning to another NUM_CLASSES; implies by_name.
+                fine-tuning to another NUM_CLASSES; implies by_name. Or
+                "heads-if-mismatch": skip the class-dependent heads (they keep
+                their weights, random in a new model) only when the file's class
+                count differs from NUM_CLASSES.
 
         Returns:
-            A weights.LoadReport listing the loaded and skipped layers. A file
-            that does not fit raises weights.WeightFileError naming the layer and
-            both shapes, and leaves the model unchanged.
+            A weights.LoadReport listing the loaded, skipped and excluded layers.
+            A file that does not fit raises weights.WeightFileError naming the
+            layer and both shapes, and leaves the model unchanged.
         """
+        exclude = weight_files.resolve_exclude(exclude, filepath, self.config.NUM_CLASSES)
         report = weight_files.load_weights(self.keras_model, filepath, by_name, exclude)
         # Training resumes from the epoch encoded in a checkpoint's name.
         self.set_log_dir(filepath)

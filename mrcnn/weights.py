@@ -14,14 +14,19 @@ everything asked for or leaves the model unchanged.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import h5py
 import keras
 import numpy as np
 
+from mrcnn.graph.backbone import BASIC_BLOCK_NETWORKS, STAGE_BLOCKS
+
 # Class-dependent layers that fine-tuning to another class count must skip.
 HEAD_LAYERS = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask")
+# The `exclude` policy that skips HEAD_LAYERS exactly when the file has another class count.
+HEADS_IF_MISMATCH = "heads-if-mismatch"
 
 
 class WeightFileError(ValueError):
@@ -36,6 +41,8 @@ class LoadReport:
     unused_in_file: list = field(default_factory=list)
     # Weighted layers of the model the file did not set.
     not_in_file: list = field(default_factory=list)
+    # Layers of the model skipped on request (they keep their weights).
+    excluded: list = field(default_factory=list)
 
 
 def _text(value) -> str:
@@ -103,7 +110,8 @@ def load_weights(model: keras.Model, filepath: str, by_name: bool = False,
         report = LoadReport(
             loaded=[n for n in model_layers if n in file_layers and n not in exclude],
             unused_in_file=[n for n in file_layers if n not in model_layers or n in exclude],
-            not_in_file=[n for n in model_layers if n not in file_layers or n in exclude])
+            not_in_file=[n for n in model_layers if n not in file_layers or n in exclude],
+            excluded=[n for n in model_layers if n in exclude])
         if not by_name:
             _check_same_layers(filepath, report)
         if not report.loaded:
@@ -142,6 +150,102 @@ def num_classes_in_file(filepath: str) -> int | None:
         weight_names = [_text(w) for w in layer.attrs.get("weight_names", [])]
         # The kernel [fc, classes] or the bias [classes]: the last axis counts the classes.
         return int(layer[weight_names[0]].shape[-1]) if weight_names else None
+
+
+@dataclass(frozen=True)
+class WeightFileInfo:
+    """What a weight file was trained as, read from its layers.
+
+    Attributes:
+        num_classes: classes of the class head, background included (81 for
+            mask_rcnn_coco.h5); None for a file without one (ImageNet backbone weights).
+        backbone: "resnet18", "resnet34", "resnet50" or "resnet101", from the blocks of
+            its ResNet stages; None for a file with another backbone.
+    """
+    num_classes: int | None
+    backbone: str | None
+
+
+def weight_file_info(filepath: str) -> WeightFileInfo:
+    """The class count and backbone of a classic-layout weight file, without a model.
+
+    Args:
+        filepath: path of a classic-layout .h5 file.
+
+    Raises:
+        FileNotFoundError: no file at ``filepath``.
+        WeightFileError: the file is not in the classic layout.
+    """
+    num_classes = num_classes_in_file(filepath)
+    with h5py.File(filepath, "r") as handle:
+        group = _open_weights_group(handle, filepath)
+        layer_names = [_text(name) for name in group.attrs["layer_names"]]
+    return WeightFileInfo(num_classes, _backbone_of(layer_names))
+
+
+def _backbone_of(layer_names) -> str | None:
+    """The built-in ResNet whose blocks per stage (and block kind) the layer names show."""
+    blocks = {stage: set() for stage in range(2, 6)}
+    bottleneck = False
+    for name in layer_names:
+        match = re.fullmatch(r"res([2-5])([a-z])_branch2([abc])", name)
+        if match:
+            blocks[int(match.group(1))].add(match.group(2))
+            bottleneck |= match.group(3) == "c"
+    counts = tuple(len(blocks[stage]) for stage in range(2, 6))
+    for backbone, stage_blocks in STAGE_BLOCKS.items():
+        if stage_blocks == counts and bottleneck != (backbone in BASIC_BLOCK_NETWORKS):
+            return backbone
+    return None
+
+
+def resolve_exclude(exclude, filepath: str, num_classes: int) -> tuple:
+    """The layer names that ``exclude`` asks to skip when loading `filepath`.
+
+    Args:
+        exclude: None, layer names, or ``HEADS_IF_MISMATCH`` ("heads-if-mismatch"):
+            HEAD_LAYERS when the file's class count is known and is not `num_classes`,
+            else nothing.
+        filepath: the weight file.
+        num_classes: NUM_CLASSES of the model to load into.
+
+    Raises:
+        ValueError: any other string (a single layer name must be given as a list).
+    """
+    if isinstance(exclude, str):
+        if exclude != HEADS_IF_MISMATCH:
+            raise ValueError(f"exclude={exclude!r}: use {HEADS_IF_MISMATCH!r} or a list of "
+                             f"layer names, e.g. exclude={list(HEAD_LAYERS)}")
+        if not os.path.isfile(filepath):
+            return ()  # load_weights reports the missing file, saying where to get one
+        file_classes = num_classes_in_file(filepath)
+        return HEAD_LAYERS if file_classes not in (None, num_classes) else ()
+    return tuple(exclude or ())
+
+
+def settings_to_fit(info: WeightFileInfo, config_class, settings: dict) -> dict:
+    """The settings a config needs to fit a weight file, for detection with that file.
+
+    Heads re-initialized for another class count, or a backbone that loads only in
+    part, would make every detection meaningless: the file's NUM_CLASSES and BACKBONE
+    win over the config's, but not over `settings` the user gave explicitly.
+
+    Args:
+        info: the file's :func:`weight_file_info`.
+        config_class: the Config subclass to start from.
+        settings: explicit settings, e.g. from ``--set``.
+
+    Returns:
+        {setting: the file's value} for each setting the file knows, `config_class`
+        has another value of, and `settings` does not name.
+    """
+    fitted = {}
+    for name, value in (("NUM_CLASSES", info.num_classes), ("BACKBONE", info.backbone)):
+        current = getattr(config_class, name)
+        if value is not None and not callable(current) and current != value \
+                and name not in settings:
+            fitted[name] = value
+    return fitted
 
 
 def _check_same_layers(filepath: str, report: LoadReport) -> None:

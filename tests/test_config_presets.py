@@ -1,4 +1,4 @@
-"""Config presets by name, config loading, configs derived at run time, settings from the command line, class names."""
+"""Config presets by name, config loading, derived configs, --set settings, class names."""
 import sys
 
 import pytest
