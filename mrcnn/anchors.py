@@ -11,8 +11,9 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes",
-           "anchor_settings", "config_anchors"]
+# The classic helpers, re-exported by mrcnn.utils; anchor_settings and config_anchors are
+# this package's own.
+__all__ = ["generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes"]
 
 
 def generate_anchors(scales, ratios: Sequence[float], shape: Sequence[int],
