@@ -1,7 +1,8 @@
 """Synthetic shapes: squares, circles and triangles on a plain background.
 
 The classic toy problem for Mask R-CNN: images are generated, not read, so the
-dataset needs no download and trains in minutes. Every image is stored as a
+dataset needs no download and trains in minutes. It ships with the package:
+``mrcnn train --dataset shapes`` and ``--config shapes`` use it. Every image is stored as a
 *spec* (background colour and a list of shapes) and rendered on demand with
 `skimage.draw`; the same seed gives the same dataset.
 
