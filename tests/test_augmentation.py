@@ -219,3 +219,24 @@ def test_failing_augmenter_raises_with_its_own_traceback():
     frames = [frame.name for frame in traceback.extract_tb(cause.__traceback__)]
     assert frames[-1] == "broken_augmenter"
     assert "no instance of a positive class" not in str(raised.value)
+
+
+def test_migration_guides_nucleus_pipeline_moves_masks_only_geometrically():
+    # The albumentations version of the classic nucleus augmentation (docs/migrating.md).
+    augmentation = A.SomeOf([
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.5),
+        A.RandomRotate90(p=1.0),
+        A.MultiplicativeNoise(multiplier=(0.8, 1.5), p=1.0),
+        A.GaussianBlur(blur_limit=0, sigma_limit=(0.1, 5.0), p=1.0),
+    ], n=2)
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    masks = np.zeros((64, 64, 2), dtype=bool)
+    masks[5:20, 10:30, 0] = True
+    masks[40:60, 40:50, 1] = True
+    for _ in range(10):
+        new_image, new_masks = apply_augmentation(augmentation, image, masks)
+        assert new_image.shape == image.shape and new_image.dtype == np.uint8
+        assert set(np.unique(new_masks)) <= {0, 1}
+        # Flips and quarter turns keep every instance's area.
+        np.testing.assert_array_equal(new_masks.sum(axis=(0, 1)), [300, 200])
