@@ -354,7 +354,13 @@ class MaskRCNN:
         molded_images = np.asarray(molded_images, np.float32)
         anchors = self.get_anchors(molded_images.shape[1:])
         anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
-        probe = keras.Model(self.keras_model.inputs, tensors)
+        try:
+            probe = keras.Model(self.keras_model.inputs, tensors)
+        except ValueError as error:
+            raise ValueError(
+                f"run_graph() outputs {names} must be outputs of this model's layers, e.g. "
+                "model.keras_model.get_layer('ROI').output (a layer called more than once, "
+                "like rpn_model, has no single output).") from error
         values = probe([tf.constant(molded_images), tf.constant(image_metas, tf.float32),
                         tf.constant(anchors, tf.float32)], training=False)
         if not isinstance(values, (list, tuple)):

@@ -1,4 +1,5 @@
 """The classic mrcnn.model surface: module-level names, MaskRCNN debugging methods, .h5 I/O."""
+import copy
 import inspect
 
 import h5py
@@ -474,3 +475,14 @@ def test_display_table_prints_aligned_text_and_returns_html(capsys):
                     "<tr><td>a&lt;b</td><td>3</td></tr></table>")
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["WEIGHT NAME   SHAPE ", "conv1/kernel  (7, 7)", "a<b           3     "]
+
+
+def test_run_graph_rejects_foreign_tensors_and_training_models(inference_model):
+    foreign = keras.Input((4,), name="foreign")
+    with pytest.raises(ValueError, match=r"outputs \['x'\] must be outputs of this model"):
+        inference_model.run_graph([np.zeros((64, 64, 3), np.uint8)], [("x", foreign)])
+    # The mode check comes first: a shallow copy with another mode suffices.
+    training = copy.copy(inference_model)
+    training.mode = "training"
+    with pytest.raises(RuntimeError, match="mode='inference'"):
+        training.run_graph([], [])
