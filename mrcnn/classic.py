@@ -329,10 +329,12 @@ def parse_image_meta_graph(meta: tf.Tensor) -> dict:
         image_id [B], original_image_shape [B, 3], image_shape [B, 3], window [B, 4],
         scale [B], active_class_ids [B, NC].
     """
-    meta = tf.convert_to_tensor(meta, tf.float32)
-    return {"image_id": meta[:, 0], "original_image_shape": meta[:, 1:4],
-            "image_shape": meta[:, 4:7], "window": meta[:, 7:11], "scale": meta[:, 11],
-            "active_class_ids": meta[:, 12:]}
+    # Field sizes in the order of mrcnn.images.compose_image_meta.
+    parts = tf.split(tf.cast(meta, tf.float32), [1, 3, 3, 4, 1, -1], axis=1)
+    image_id, original_image_shape, image_shape, window, scale, active_class_ids = parts
+    return {"image_id": image_id[:, 0], "original_image_shape": original_image_shape,
+            "image_shape": image_shape, "window": window, "scale": scale[:, 0],
+            "active_class_ids": active_class_ids}
 
 
 def norm_boxes_graph(boxes, shape):
