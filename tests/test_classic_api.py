@@ -67,6 +67,19 @@ CLASSIC_METHODS = {
     "detect_molded": [("molded_images", _), ("image_metas", _), ("verbose", 0)],
     "set_log_dir": [("model_path", None)],
 }
+# Methods that take more (keyword) parameters now: the classic ones come first, unchanged.
+CLASSIC_METHOD_PREFIXES = {
+    "train": [("train_dataset", _), ("val_dataset", _), ("learning_rate", _), ("epochs", _),
+              ("layers", _), ("augmentation", None), ("custom_callbacks", None),
+              ("no_augmentation_sources", None)],
+    "compile": [("learning_rate", _), ("momentum", _)],
+    "mold_inputs": [("images", _)],
+    "unmold_detections": [("detections", _), ("mrcnn_mask", _), ("original_image_shape", _),
+                          ("image_shape", _), ("window", _)],
+    "get_anchors": [("image_shape", _)],
+    "find_last": [],
+    "get_imagenet_weights": [],
+}
 # Leading constructor parameters of the classic layers.
 CLASSIC_LAYERS = {
     "ProposalLayer": ["proposal_count", "nms_threshold", "config"],
@@ -91,6 +104,16 @@ def test_module_function_has_the_classic_signature(name):
 def test_maskrcnn_method_has_the_classic_signature(name):
     assert _parameters(getattr(modellib.MaskRCNN, name), skip_self=True) == \
         CLASSIC_METHODS[name]
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC_METHOD_PREFIXES))
+def test_maskrcnn_method_starts_with_the_classic_parameters(name):
+    classic = CLASSIC_METHOD_PREFIXES[name]
+    parameters = _parameters(getattr(modellib.MaskRCNN, name), skip_self=True)
+    assert parameters[:len(classic)] == classic
+    # Anything added after them has a default, so classic calls still bind.
+    assert all(default is not inspect.Parameter.empty
+               for _name, default in parameters[len(classic):])
 
 
 @pytest.mark.parametrize("name", sorted(CLASSIC_LAYERS))
