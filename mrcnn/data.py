@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from mrcnn.anchors import config_anchors
+from mrcnn.augmentation import apply_augmentation
 from mrcnn.boxes import CROWD_IOU, box_refinement, compute_overlaps, extract_bboxes
 from mrcnn.images import (compose_image_meta, minimize_mask, mold_image, resize_image,
                           resize_mask)
@@ -46,7 +47,7 @@ AugmentFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class AugmentationError(ValueError):
-    """An augmentation changed the shape or dtype of the image or the masks."""
+    """An augmentation failed, or changed the shape or dtype of the image or the masks."""
 
 
 class Augmenter:
@@ -56,16 +57,10 @@ class Augmenter:
     the image only. Random draws are made in the same order on every call, so a seed fixes
     the whole sequence.
 
-    Any callable ``(image, masks) -> (image, masks)`` works as ``augmentation`` too, which is
-    how other libraries plug in. With albumentations, for example::
-
-        transform = A.Compose([A.HorizontalFlip(p=0.5), A.RandomBrightnessContrast(p=0.2)])
-        def augmentation(image, masks):
-            out = transform(image=image, mask=masks.astype(np.uint8))
-            return out["image"], out["mask"].astype(bool)
-
-    Such callables must keep the shapes (no resizing or cropping): resizing belongs to
-    ``IMAGE_RESIZE_MODE``.
+    imgaug augmenters, albumentations transforms and any callable
+    ``(image, masks) -> (image, masks)`` work as ``augmentation`` too (see
+    ``mrcnn.augmentation``). They must keep the shapes (no resizing or cropping): resizing
+    belongs to ``IMAGE_RESIZE_MODE``.
     """
 
     def __init__(self, fliplr: float = 0.5, flipud: float = 0.0, rot90: bool = False,
@@ -132,11 +127,17 @@ class Augmenter:
 
 def _augment(augmentation: AugmentFn, image: np.ndarray, masks: np.ndarray,
              rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-    """Runs an augmentation and checks that it kept the shapes and the image dtype."""
-    if isinstance(augmentation, Augmenter):
-        new_image, new_masks = augmentation(image, masks, rng=rng)
-    else:
-        new_image, new_masks = augmentation(image, masks)
+    """Runs an augmentation and checks that it kept the shapes and the image dtype.
+
+    Any kind of augmenter of ``mrcnn.augmentation`` works. What it raises is re-raised as
+    an AugmentationError (its own traceback chained), which the data generators never
+    take for a broken image.
+    """
+    try:
+        new_image, new_masks = apply_augmentation(augmentation, image, masks, rng)
+    except Exception as error:
+        raise AugmentationError(f"augmentation {augmentation!r} failed: "
+                                f"{type(error).__name__}: {error}") from error
     new_image, new_masks = np.asarray(new_image), np.asarray(new_masks)
     if new_image.shape != image.shape or new_masks.shape != masks.shape:
         raise AugmentationError(

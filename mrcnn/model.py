@@ -8,6 +8,7 @@ Typical use::
 """
 from __future__ import annotations
 
+import collections
 import datetime
 import glob
 import os
@@ -26,6 +27,18 @@ from mrcnn.graph.network import build_inference_model, build_training_model
 from mrcnn.images import box_mask, compose_image_meta, mold_image, resize_image
 # WEIGHTS_DIR: where get_imagenet_weights looks, besides model_dir.
 from mrcnn.resources import WEIGHTS_DIR
+
+# The classic module-level names of mrcnn.model (modellib.log, modellib.load_image_gt,
+# modellib.data_generator, the layer classes, ...), for classic code; see mrcnn.classic.
+from mrcnn.classic import (  # noqa: F401  (re-exported)
+    BatchNorm, DetectionLayer, DetectionTargetLayer, ProposalLayer, PyramidROIAlign,
+    apply_box_deltas_graph, batch_slice, build_detection_targets, build_fpn_mask_graph,
+    build_rpn_model, build_rpn_targets, clip_boxes_graph, compute_backbone_shapes,
+    data_generator, denorm_boxes_graph,
+    fpn_classifier_graph, generate_random_rois, load_image_gt, log, log2_graph,
+    mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph, norm_boxes_graph,
+    overlaps_graph, parse_image_meta, parse_image_meta_graph, resnet_graph, rpn_bbox_loss_graph,
+    rpn_class_loss_graph, rpn_graph, trim_zeros_graph, unmold_image)
 
 # The classic `layers` presets of train(): regexes over the layer names.
 LAYER_PRESETS = {
@@ -261,26 +274,32 @@ class MaskRCNN:
 
     # ------------------------------------------------------------------ training
 
-    def set_trainable(self, layer_regex: str, keras_model=None, verbose: int = 0) -> list:
+    def set_trainable(self, layer_regex: str, keras_model=None, indent: int = 0,
+                      verbose: int = 1) -> list:
         """Makes the weighted layers whose full name matches ``layer_regex`` trainable
         and freezes the others; nested models (``rpn_model``) are entered.
 
         Args:
             layer_regex: a regex matched (fullmatch) against each layer's name.
             keras_model: the model to walk; the training model by default.
-            verbose: 1 prints the trainable layers.
+            indent: spaces before each printed name (nested models print indented).
+            verbose: 1 prints the trainable layers, as the classic method did.
 
         Returns:
             The names of the trainable layers.
         """
+        if verbose > 0 and keras_model is None:
+            log("Selecting layers to train")
         keras_model = keras_model or self.keras_model
         trainable = []
         for layer in keras_model.layers:
             if isinstance(layer, keras.Model):
+                if verbose > 0:
+                    print("In model: ", layer.name)
                 # Setting a model's flag sets all its layers': set it first, then
                 # let each inner layer follow the regex.
                 layer.trainable = True
-                inner = self.set_trainable(layer_regex, layer, verbose)
+                inner = self.set_trainable(layer_regex, layer, indent + 4, verbose)
                 if not inner:
                     layer.trainable = False
                 trainable += inner
@@ -290,9 +309,76 @@ class MaskRCNN:
             layer.trainable = bool(re.fullmatch(layer_regex, layer.name))
             if layer.trainable:
                 trainable.append(layer.name)
-                if verbose:
-                    print(f"trainable: {layer.name} ({type(layer).__name__})")
+                if verbose > 0:
+                    log(f"{' ' * indent}{layer.name:20}   ({type(layer).__name__})")
         return trainable
+
+    def find_trainable_layer(self, layer):
+        """The layer that holds the weights: a TimeDistributed wrapper's inner layer."""
+        if isinstance(layer, keras.layers.TimeDistributed):
+            return self.find_trainable_layer(layer.layer)
+        return layer
+
+    def get_trainable_layers(self) -> list:
+        """The layers of keras_model that hold weights (TimeDistributed unwrapped)."""
+        found = [self.find_trainable_layer(layer) for layer in self.keras_model.layers]
+        return [layer for layer in found if layer.weights]
+
+    def run_graph(self, images: list[np.ndarray], outputs, image_metas=None
+                  ) -> collections.OrderedDict:
+        """Runs the inference graph up to some of its tensors, for inspection.
+
+        Args:
+            images: list of [H, W, C] images (molded here), or, with ``image_metas``,
+                molded images [N, h, w, C].
+            outputs: list of (name, tensor) pairs; the tensors are outputs of
+                keras_model's layers, e.g. ``keras_model.get_layer("ROI").output``.
+            image_metas: [N, META] metas of already molded images.
+
+        Returns:
+            An OrderedDict name -> numpy array, each also printed with ``log``.
+        """
+        if self.mode != "inference":
+            raise RuntimeError("run_graph() needs a model created with mode='inference' "
+                               "(the training graph also needs the ground truth).")
+        names = [name for name, _ in outputs]
+        tensors = [tensor for _, tensor in outputs]
+        if image_metas is None:
+            molded_images, image_metas, _ = self.mold_inputs(images)
+        else:
+            molded_images = images
+        molded_images = np.asarray(molded_images, np.float32)
+        anchors = self.get_anchors(molded_images.shape[1:])
+        anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
+        try:
+            probe = keras.Model(self.keras_model.inputs, tensors)
+        except ValueError as error:
+            raise ValueError(
+                f"run_graph() outputs {names} must be outputs of this model's layers, e.g. "
+                "model.keras_model.get_layer('ROI').output (a layer called more than once, "
+                "like rpn_model, has no single output).") from error
+        values = probe([tf.constant(molded_images), tf.constant(image_metas, tf.float32),
+                        tf.constant(anchors, tf.float32)], training=False)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        results = collections.OrderedDict(
+            (name, np.asarray(value)) for name, value in zip(names, values))
+        for name, value in results.items():
+            log(name, value)
+        return results
+
+    def ancestor(self, tensor, name: str, checked=None):
+        """Not available in Keras 3: it walked TF1 graph ops by name.
+
+        Raises:
+            NotImplementedError: always, with the Keras 3 way to get the tensor.
+        """
+        raise NotImplementedError(
+            f"MaskRCNN.ancestor({name!r}) searched TF1 graph op names, which Keras 3 "
+            "tensors do not have. Take the output of the layer you want and run it:\n"
+            "    tensor = model.keras_model.get_layer('ROI').output\n"
+            "    values = model.run_graph([image], [('proposals', tensor)])\n"
+            "(print([layer.name for layer in model.keras_model.layers]) lists the layers).")
 
     def compile(self, learning_rate: float, momentum: float) -> None:
         """The optimizer (classic: SGD with momentum) with global gradient-norm
@@ -350,7 +436,7 @@ class MaskRCNN:
                      ClassicCheckpoint(self.checkpoint_path)] + list(custom_callbacks or [])
         print(f"Starting at epoch {self.epoch}. LR={learning_rate}\n"
               f"Checkpoint path: {self.checkpoint_path}")
-        self.set_trainable(layer_regex)
+        self.set_trainable(layer_regex, verbose=0)
         self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
         history = self.keras_model.fit(
             train_batches, initial_epoch=self.epoch, epochs=epochs,

@@ -304,3 +304,33 @@ def save_weights(model: keras.Model, filepath: str) -> None:
             for name, variable in zip(names, layer.weights):
                 group.create_dataset(name, data=variable.numpy())
     os.replace(partial, filepath)
+
+
+def _is_classic_h5(filepath) -> bool:
+    # Keras 3 itself handles ".weights.h5"; a plain ".h5" is the classic layout.
+    name = os.fspath(filepath)
+    return name.endswith(".h5") and not name.endswith(".weights.h5")
+
+
+class ClassicWeightsModel(keras.Model):
+    """A keras.Model whose ``save_weights`` / ``load_weights`` on ``*.h5`` use the classic
+    layout, as classic code calls them (``keras_model.save_weights("x.h5")``,
+    ``keras_model.load_weights("x.h5", by_name=True)``); other file names go to Keras.
+    """
+
+    def save_weights(self, filepath, overwrite: bool = True, **kwargs):
+        if not _is_classic_h5(filepath):
+            return super().save_weights(filepath, overwrite=overwrite, **kwargs)
+        if not overwrite and os.path.exists(filepath):
+            raise FileExistsError(f"{filepath} exists; pass overwrite=True to replace it.")
+        save_weights(self, filepath)
+
+    def load_weights(self, filepath, skip_mismatch: bool = False, by_name: bool = False,
+                     exclude=None, **kwargs):
+        if not _is_classic_h5(filepath):
+            return super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
+        if skip_mismatch:
+            raise ValueError(
+                "skip_mismatch is not supported for classic .h5 files: name the layers to "
+                f"skip, e.g. load_weights(path, by_name=True, exclude={list(HEAD_LAYERS)}).")
+        return load_weights(self, filepath, by_name=by_name, exclude=exclude)

@@ -22,6 +22,7 @@ from mrcnn.graph.layers import ImageMetaField, NormalizeBoxes, PadRows, PyramidA
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.rpn import build_rpn_model
 from mrcnn.graph.targets import DetectionTargetLayer
+from mrcnn.weights import ClassicWeightsModel
 
 # Weights that weight decay leaves alone: BatchNorm's scale and offset.
 NO_DECAY = re.compile(r"(gamma|beta)$")
@@ -110,12 +111,12 @@ def build_inference_model(config: Config) -> keras.Model:
     mrcnn_mask = mask_head(detection_boxes, input_image_meta, head_maps, config.MASK_POOL_SIZE,
                            config.NUM_CLASSES, config.TRAIN_BN, config.MASK_HEAD_CHANNELS)
     mrcnn_mask = PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
-    return keras.Model([input_image, input_image_meta, input_anchors],
-                       [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
-                        rpn_class, rpn_bbox], name="mask_rcnn")
+    return ClassicWeightsModel([input_image, input_image_meta, input_anchors],
+                               [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
+                                rpn_class, rpn_bbox], name="mask_rcnn")
 
 
-class TrainingModel(keras.Model):
+class TrainingModel(ClassicWeightsModel):
     """The training graph, whose loss adds the classic L2 weight decay.
 
     The five named losses come from the loss layers' ``add_loss``; this model
