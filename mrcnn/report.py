@@ -200,7 +200,7 @@ def save_worst_images(dataset: Dataset, detections: Sequence[ImageDetections],
     axes = fig.subplots(rows, 2, squeeze=False)
     for row, image_id in enumerate(worst):
         image = dataset.load_image(image_id)
-        class_ids, rles, _ = truth.instances(image_id)
+        class_ids, rles, crowd = truth.instances(image_id)
         gt_masks = (mask_utils.decode(rles).astype(bool) if rles
                     else np.zeros(image.shape[:2] + (0,), bool))
         found = by_id[image_id]
@@ -209,7 +209,9 @@ def save_worst_images(dataset: Dataset, detections: Sequence[ImageDetections],
         with contextlib.redirect_stdout(io.StringIO()):
             visualize.display_instances(
                 image, extract_bboxes(gt_masks), gt_masks, class_ids, dataset.class_names,
-                ax=axes[row, 0], colors=[GT_COLOR] * len(class_ids))
+                ax=axes[row, 0], colors=[GT_COLOR] * len(class_ids),
+                captions=[dataset.class_names[c] + (" (crowd)" if is_crowd else "")
+                          for c, is_crowd in zip(class_ids, crowd)])
             visualize.display_instances(
                 image, found.rois[keep], found.masks[:, :, keep], found.class_ids[keep],
                 dataset.class_names, found.scores[keep], ax=axes[row, 1],
