@@ -272,18 +272,19 @@ def training_callbacks(model: MaskRCNN, val_dataset: Dataset,
     Raises:
         ValueError: an evaluation value monitored without `evaluate_every`.
     """
-    if not (evaluate_every or early_stop or monitor):
+    if evaluate_every is None and early_stop is None and monitor is None:
         return []
-    monitor = monitor or (DEFAULT_MONITOR if evaluate_every else "val_loss")
-    if monitor in EVALUATION_METRICS and not evaluate_every:
+    evaluating = evaluate_every is not None
+    monitor = monitor or (DEFAULT_MONITOR if evaluating else "val_loss")
+    if monitor in EVALUATION_METRICS and not evaluating:
         raise ValueError(f"monitor {monitor!r} is computed by the evaluation: pass "
                          "evaluate_every=N (mrcnn train --evaluate-every N) or monitor "
                          "'val_loss'")
     callbacks = []
-    if evaluate_every:
+    if evaluating:
         callbacks.append(EvaluateCallback(inference_twin(model), val_dataset, evaluate_every,
                                           evaluate_limit))
     callbacks.append(BestCheckpoint(best_checkpoint_path(model), monitor))
-    if early_stop:
+    if early_stop is not None:
         callbacks.append(EarlyStop(monitor, early_stop))
     return callbacks
