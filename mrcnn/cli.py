@@ -228,8 +228,9 @@ def run_train(args: argparse.Namespace) -> int:
     if bool(args.dataset) == bool(args.train_json and args.val_json):
         raise UsageError("give the data: --dataset shapes, --dataset COCO_DIR, or "
                          "--train-json and --val-json (one of them)")
-    if args.evaluate and args.dataset == "shapes":
-        raise UsageError("--evaluate needs COCO-format validation data, not shapes")
+    for flag in ("evaluate_every", "early_stop"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} takes a number of epochs >= 1")
     weights_file(args.weights)
     config, train_dataset, val_dataset, val_coco = training_data(args)
 
@@ -250,7 +251,9 @@ def run_train(args: argparse.Namespace) -> int:
               f"learning rate {learning_rate * stage.lr_scale}")
         model.train(train_dataset, val_dataset, learning_rate * stage.lr_scale,
                     stage.epochs, stage.layers, augmentation=augmentation,
-                    workers=args.workers)
+                    workers=args.workers, evaluate_every=args.evaluate_every,
+                    evaluate_limit=args.limit or None, early_stop=args.early_stop,
+                    monitor=args.monitor)
     checkpoint = model.checkpoint_path.format(epoch=model.epoch)
     print(f"last checkpoint: {checkpoint}")
     if args.evaluate:
@@ -383,6 +386,16 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--evaluate", action="store_true",
                        help="afterwards, COCO bbox and segm evaluation of the last checkpoint "
                             "on the validation set")
+    group.add_argument("--evaluate-every", type=int, metavar="N",
+                       help="every N epochs, COCO evaluation on the validation set (--limit "
+                            "images): val_map50, val_map, val_mask_map50, val_mask_map in "
+                            "the logs, best checkpoint mask_rcnn_<name>_best.h5")
+    group.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                       help="stop when the monitored value has not improved for PATIENCE "
+                            "epochs")
+    group.add_argument("--monitor", metavar="NAME",
+                       help="value that picks the best checkpoint and stops early "
+                            "(default: val_mask_map50 with --evaluate-every, else val_loss)")
     train.set_defaults(handler=run_train, parser=train, schedule=None)
 
     evaluate_parser = commands.add_parser(
@@ -390,7 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="COCO evaluation (bbox, segm) on COCO-format data",
         description="Evaluate a weight file with the COCO metrics: prints the 12 summary "
                     "numbers and the per-class AP, and writes the detections (COCO results "
-                    "JSON) and the statistics to --out. The classes come from the JSON.",
+                    "JSON) and the statistics to --out. The classes come from the JSON. "
+                    "Also writes a report there: the confusion matrix over classes and "
+                    "background at mask IoU 0.5 (CSV, PNG), precision-recall curves per "
+                    "class (PNG) and the images with most errors, ground truth beside "
+                    "detections (PNG).",
         epilog="examples:\n"
                "  mrcnn evaluate --config coco --weights coco --dataset /data/coco "
                "--year 2017 --limit 500\n"

@@ -175,3 +175,30 @@ def test_best_checkpoint_beside_the_numbered_ones(trained):
     assert record == {"epoch": 2, "monitor": "val_mask_map50",
                       "value": history.history["val_mask_map50"][0]}
     assert model.find_last().endswith("mask_rcnn_tiny_0003.h5")
+
+
+def test_cli_train_passes_the_evaluation_flags(monkeypatch, tmp_path):
+    from mrcnn import cli, model as model_module
+
+    calls = []
+
+    class FakeMaskRCNN:
+        def __init__(self, mode, config, model_dir):
+            self.epoch, self.config = 0, config
+            self.checkpoint_path = str(tmp_path / "mask_rcnn_shapes_{epoch:04d}.h5")
+
+        def train(self, *args, **kwargs):
+            calls.append(kwargs)
+            self.epoch = args[3]
+
+    monkeypatch.setattr(model_module, "MaskRCNN", FakeMaskRCNN)
+    assert cli.main(["train", "--dataset", "shapes", "--weights", "none", "--epochs", "2",
+                     "--train-count", "2", "--val-count", "2", "--evaluate-every", "2",
+                     "--early-stop", "3", "--limit", "5", "--logs", str(tmp_path)]) == 0
+    assert [(c["evaluate_every"], c["evaluate_limit"], c["early_stop"], c["monitor"])
+            for c in calls] == [(2, 5, 3, None)]
+    assert cli.main(["train", "--dataset", "shapes", "--weights", "none", "--epochs", "1",
+                     "--train-count", "2", "--val-count", "2", "--monitor", "val_loss",
+                     "--logs", str(tmp_path)]) == 0
+    assert (calls[-1]["evaluate_every"], calls[-1]["evaluate_limit"],
+            calls[-1]["monitor"]) == (None, None, "val_loss")
