@@ -251,6 +251,16 @@ def best_checkpoint_path(model: MaskRCNN) -> str:
     return model.checkpoint_path.replace("{epoch:04d}", "best")
 
 
+def best_record(model: MaskRCNN) -> dict | None:
+    """``{"epoch", "monitor", "value"}`` of the model's best checkpoint, None if there
+    is none yet."""
+    path = os.path.splitext(best_checkpoint_path(model))[0] + ".json"
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def training_callbacks(model: MaskRCNN, val_dataset: Dataset,
                        evaluate_every: int | None = None, evaluate_limit: int | None = None,
                        early_stop: int | None = None, monitor: str | None = None) -> list:
