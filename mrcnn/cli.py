@@ -146,12 +146,18 @@ def run_detect(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- evaluate
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """``mrcnn evaluate``: COCO bbox / segm evaluation of a weight file."""
-    if args.dataset == "shapes":
-        raise UsageError("evaluate needs COCO-format data: --dataset COCO_DIR or --val-json")
+    """``mrcnn evaluate``: COCO bbox / segm evaluation of a weight file, and the report."""
     if args.dataset and args.val_json:
         raise UsageError("give either --dataset or --val-json")
-    if args.dataset:
+    coco = None
+    if args.dataset == "shapes":
+        # The validation images of `mrcnn train --dataset shapes` (same seed).
+        shapes_args = argparse.Namespace(**{**vars(args), "train_count": 0,
+                                            "val_count": args.count,
+                                            "steps_per_epoch": None, "val_steps": None})
+        train_config, _, dataset, _ = training_data(shapes_args)
+        split, base = "shapes_val", type(train_config)
+    elif args.dataset:
         subset = args.subset or coco_root_splits(args.year)[1]
         sources = [(args.dataset, subset, args.year, None)]
         split, base = f"{subset}{args.year}", base_config_class(args, "coco")
@@ -160,9 +166,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         split = os.path.splitext(os.path.basename(args.val_json))[0]
         base = base_config_class(args, json_path=args.val_json)
     else:
-        raise UsageError("give the data: --dataset COCO_DIR or --val-json")
+        raise UsageError("give the data: --dataset shapes, --dataset COCO_DIR or --val-json")
     weights_file(args.weights)
-    dataset, coco = load_coco_dataset(sources)
+    if args.dataset != "shapes":
+        dataset, coco = load_coco_dataset(sources)
     settings = {"NUM_CLASSES": dataset.num_classes, "CLASS_NAMES": dataset.class_names,
                 "DETECTION_MIN_CONFIDENCE": args.min_confidence,
                 **configs.parse_settings(args.set)}
@@ -400,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate_parser = commands.add_parser(
         "evaluate", parents=[common, data], formatter_class=_Formatter,
-        help="COCO evaluation (bbox, segm) on COCO-format data",
+        help="COCO evaluation (bbox, segm) and report, on COCO-format data or shapes",
         description="Evaluate a weight file with the COCO metrics: prints the 12 summary "
                     "numbers and the per-class AP, and writes the detections (COCO results "
                     "JSON) and the statistics to --out. The classes come from the JSON. "
@@ -415,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
                "--val-json data/val.json")
     evaluate_parser.add_argument("--subset", help="COCO subset with --dataset "
                                  "(default: val, or minival for 2014)")
+    evaluate_parser.add_argument("--count", type=int, default=50,
+                                 help="images, with --dataset shapes (those that 'mrcnn "
+                                      "train --dataset shapes' validates on)")
     evaluate_parser.add_argument("--eval-type", choices=("bbox", "segm", "both"),
                                  default="both")
     evaluate_parser.add_argument("--min-confidence", type=float, default=0.0, metavar="X",

@@ -251,3 +251,46 @@ def test_evaluate_detects_once_for_both_types_and_writes_the_report(tmp_path, ca
     assert {"x_bbox_results.json", "x_segm_results.json", "x_confusion.csv",
             "x_confusion.png", "x_pr_curves.png", "x_worst.png"} <= names
     assert "segm: AP " in capsys.readouterr().out
+
+
+def test_mrcnn_evaluate_on_shapes_writes_stats_and_report(monkeypatch, tmp_path, capsys):
+    from mrcnn import cli, model as model_module
+
+    class GroundTruthModel:
+        """Stands in for MaskRCNN: detects exactly the ground truth of the shapes images."""
+
+        def __init__(self, mode, config, model_dir):
+            self.config = config
+
+        def detect(self, images):
+            results = []
+            for image in images:
+                image_id = self.by_image[image.tobytes()]
+                masks, class_ids = self.dataset.load_mask(image_id)
+                results.append({"rois": extract_bboxes(masks), "class_ids": class_ids,
+                                "scores": np.ones(len(class_ids), np.float32),
+                                "masks": masks})
+            return results
+
+    real_evaluate = cli.evaluate
+
+    def evaluate(model, dataset, coco, *args):
+        model.dataset = dataset
+        model.by_image = {dataset.load_image(i).tobytes(): i for i in dataset.image_ids}
+        return real_evaluate(model, dataset, coco, *args)
+
+    monkeypatch.setattr(model_module, "MaskRCNN", GroundTruthModel)
+    monkeypatch.setattr(cli, "evaluate", evaluate)
+    assert cli.main(["evaluate", "--dataset", "shapes", "--weights", "none", "--count", "4",
+                     "--out", str(tmp_path), "--logs", str(tmp_path)]) == 0
+    stats = json.loads((tmp_path / "shapes_shapes_val_stats.json").read_text())
+    assert stats["segm"]["AP"] == pytest.approx(1.0) and stats["bbox"]["AP50"] == \
+        pytest.approx(1.0)
+    results = json.loads((tmp_path / "shapes_shapes_val_segm_results.json").read_text())
+    assert {r["image_id"] for r in results} == {0, 1, 2, 3}
+    with open(tmp_path / "shapes_shapes_val_confusion.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    matrix = np.array([[int(v) for v in row[1:]] for row in rows[1:]])
+    assert matrix[0].sum() == matrix[:, 0].sum() == 0          # no error at all
+    assert np.trace(matrix) == len(results)
+    assert "segm: AP 1.000" in capsys.readouterr().out
