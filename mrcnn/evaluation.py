@@ -88,17 +88,21 @@ class GroundTruth:
     image_ids: dict
     category_ids: dict
 
+    def __post_init__(self):
+        self._class_ids = {c: k for k, c in self.category_ids.items()}
+
     def class_id(self, category_id: int) -> int:
         """The internal class id of a COCO category id."""
-        return {c: k for k, c in self.category_ids.items()}[category_id]
+        return self._class_ids[category_id]
 
     def instances(self, image_id: int) -> tuple[np.ndarray, list, np.ndarray]:
         """The ground truth of an image as (class ids [G], G RLEs, crowd flags [G])."""
-        annotations = self.coco.imgToAnns[self.image_ids[image_id]]
-        known = [a for a in annotations if a["category_id"] in self.category_ids.values()]
-        class_ids = np.array([self.class_id(a["category_id"]) for a in known], np.int32)
-        rles = [self.coco.annToRLE(a) for a in known]
-        crowd = np.array([bool(a.get("iscrowd", 0)) for a in known], bool)
+        annotations = [a for a in self.coco.imgToAnns[self.image_ids[image_id]]
+                       if a["category_id"] in self._class_ids]
+        class_ids = np.array([self._class_ids[a["category_id"]] for a in annotations],
+                             np.int32)
+        rles = [self.coco.annToRLE(a) for a in annotations]
+        crowd = np.array([bool(a.get("iscrowd", 0)) for a in annotations], bool)
         return class_ids, rles, crowd
 
 

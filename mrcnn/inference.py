@@ -1,4 +1,5 @@
-"""Inference over collections: image files to overlays and results, datasets to COCO scores.
+"""Inference over collections: image files to overlays and results, datasets to COCO
+scores and an evaluation report.
 
 The work behind ``mrcnn detect`` and ``mrcnn evaluate``, usable from Python::
 
