@@ -31,6 +31,7 @@ from mrcnn.evaluation import (coco_results, detect_dataset, ground_truth, run_co
                               summarize)
 
 if TYPE_CHECKING:
+    from mrcnn.config import Config
     from mrcnn.dataset import Dataset
     from mrcnn.model import MaskRCNN
 
@@ -63,20 +64,25 @@ def copy_weights(source: keras.Model, target: keras.Model) -> None:
             to.assign(value.value)
 
 
-def inference_twin(model: MaskRCNN, min_confidence: float = 0.0) -> MaskRCNN:
-    """An inference-mode MaskRCNN with `model`'s config, built once per `model`.
+def evaluation_config(config: Config, min_confidence: float = 0.0) -> Config:
+    """`config` set up to evaluate: one device, batches of the training BATCH_SIZE,
+    detections from `min_confidence` up (COCO scoring wants them all), and whole
+    images where training takes random crops (IMAGE_RESIZE_MODE "crop" becomes "pad64")."""
+    settings = {k: v for k, v in vars(config).items() if k.isupper() and k not in _DERIVED}
+    settings.update(GPU_COUNT=1, IMAGES_PER_GPU=config.BATCH_SIZE,
+                    DETECTION_MIN_CONFIDENCE=min_confidence)
+    if config.IMAGE_RESIZE_MODE == "crop":
+        settings["IMAGE_RESIZE_MODE"] = "pad64"
+    return type(type(config).__name__, (type(config),), settings)()
 
-    It detects in batches of the training BATCH_SIZE on one device and keeps
-    detections from `min_confidence` up (COCO scoring wants them all).
-    """
+
+def inference_twin(model: MaskRCNN, min_confidence: float = 0.0) -> MaskRCNN:
+    """An inference-mode MaskRCNN with `model`'s :func:`evaluation_config`, built once
+    per `model` (and `min_confidence`)."""
     twin = _DETECTORS.get(model)
     if twin is None or twin.config.DETECTION_MIN_CONFIDENCE != min_confidence:
-        config = model.config
-        settings = {k: v for k, v in vars(config).items() if k.isupper() and k not in _DERIVED}
-        settings.update(GPU_COUNT=1, IMAGES_PER_GPU=config.BATCH_SIZE,
-                        DETECTION_MIN_CONFIDENCE=min_confidence)
-        inference_config = type(type(config).__name__, (type(config),), settings)()
-        twin = type(model)("inference", inference_config, model.model_dir)
+        twin = type(model)("inference", evaluation_config(model.config, min_confidence),
+                           model.model_dir)
         _DETECTORS[model] = twin
     return twin
 

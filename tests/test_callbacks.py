@@ -96,6 +96,18 @@ def test_training_callbacks_checks_the_monitor(tiny_config_class, tmp_path):
         callbacks.training_callbacks(model, None, early_stop=0)
 
 
+def test_evaluation_config(tiny_config_class):
+    class Cropping(tiny_config_class):
+        GPU_COUNT = 2
+        IMAGE_RESIZE_MODE = "crop"
+        DETECTION_MIN_CONFIDENCE = 0.7
+    config = callbacks.evaluation_config(Cropping())
+    assert isinstance(config, Cropping)
+    assert (config.GPU_COUNT, config.BATCH_SIZE, config.DETECTION_MIN_CONFIDENCE) == (1, 4, 0.0)
+    assert config.IMAGE_RESIZE_MODE == "pad64" and config.NUM_CLASSES == 4
+    assert callbacks.evaluation_config(tiny_config_class(), 0.5).IMAGE_RESIZE_MODE == "square"
+
+
 def test_find_last_skips_the_best_checkpoint(tiny_config_class, tmp_path):
     run = tmp_path / "tiny20240101T1200"
     run.mkdir()
