@@ -145,12 +145,18 @@ def run_detect(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- evaluate
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """``mrcnn evaluate``: COCO bbox / segm evaluation of a weight file."""
-    if args.dataset == "shapes":
-        raise UsageError("evaluate needs COCO-format data: --dataset COCO_DIR or --val-json")
+    """``mrcnn evaluate``: COCO bbox / segm evaluation of a weight file, and the report."""
     if args.dataset and args.val_json:
         raise UsageError("give either --dataset or --val-json")
-    if args.dataset:
+    coco = None
+    if args.dataset == "shapes":
+        # The validation images of `mrcnn train --dataset shapes` (same seed).
+        shapes_args = argparse.Namespace(**{**vars(args), "train_count": 0,
+                                            "val_count": args.count,
+                                            "steps_per_epoch": None, "val_steps": None})
+        train_config, _, dataset, _ = training_data(shapes_args)
+        split, base = "shapes_val", type(train_config)
+    elif args.dataset:
         subset = args.subset or coco_root_splits(args.year)[1]
         sources = [(args.dataset, subset, args.year, None)]
         split, base = f"{subset}{args.year}", base_config_class(args, "coco")
@@ -159,9 +165,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         split = os.path.splitext(os.path.basename(args.val_json))[0]
         base = base_config_class(args, json_path=args.val_json)
     else:
-        raise UsageError("give the data: --dataset COCO_DIR or --val-json")
+        raise UsageError("give the data: --dataset shapes, --dataset COCO_DIR or --val-json")
     weights_file(args.weights)
-    dataset, coco = load_coco_dataset(sources)
+    if args.dataset != "shapes":
+        dataset, coco = load_coco_dataset(sources)
     settings = {"NUM_CLASSES": dataset.num_classes, "CLASS_NAMES": dataset.class_names,
                 "DETECTION_MIN_CONFIDENCE": args.min_confidence,
                 **configs.parse_settings(args.set)}
@@ -227,8 +234,9 @@ def run_train(args: argparse.Namespace) -> int:
     if bool(args.dataset) == bool(args.train_json and args.val_json):
         raise UsageError("give the data: --dataset shapes, --dataset COCO_DIR, or "
                          "--train-json and --val-json (one of them)")
-    if args.evaluate and args.dataset == "shapes":
-        raise UsageError("--evaluate needs COCO-format validation data, not shapes")
+    for flag in ("evaluate_every", "early_stop"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} takes a number of epochs >= 1")
     weights_file(args.weights)
     config, train_dataset, val_dataset, val_coco = training_data(args)
 
@@ -249,7 +257,9 @@ def run_train(args: argparse.Namespace) -> int:
               f"learning rate {learning_rate * stage.lr_scale}")
         model.train(train_dataset, val_dataset, learning_rate * stage.lr_scale,
                     stage.epochs, stage.layers, augmentation=augmentation,
-                    workers=args.workers)
+                    workers=args.workers, evaluate_every=args.evaluate_every,
+                    evaluate_limit=args.limit or None, early_stop=args.early_stop,
+                    monitor=args.monitor)
     checkpoint = model.checkpoint_path.format(epoch=model.epoch)
     print(f"last checkpoint: {checkpoint}")
     if args.evaluate:
@@ -382,14 +392,28 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--evaluate", action="store_true",
                        help="afterwards, COCO bbox and segm evaluation of the last checkpoint "
                             "on the validation set")
+    group.add_argument("--evaluate-every", type=int, metavar="N",
+                       help="every N epochs, COCO evaluation on the validation set (--limit "
+                            "images): val_map50, val_map, val_mask_map50, val_mask_map in "
+                            "the logs, best checkpoint mask_rcnn_<name>_best.h5")
+    group.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                       help="stop when the monitored value has not improved for PATIENCE "
+                            "epochs")
+    group.add_argument("--monitor", metavar="NAME",
+                       help="value that picks the best checkpoint and stops early "
+                            "(default: val_mask_map50 with --evaluate-every, else val_loss)")
     train.set_defaults(handler=run_train, parser=train, schedule=None)
 
     evaluate_parser = commands.add_parser(
         "evaluate", parents=[common, data], formatter_class=_Formatter,
-        help="COCO evaluation (bbox, segm) on COCO-format data",
+        help="COCO evaluation (bbox, segm) and report, on COCO-format data or shapes",
         description="Evaluate a weight file with the COCO metrics: prints the 12 summary "
                     "numbers and the per-class AP, and writes the detections (COCO results "
-                    "JSON) and the statistics to --out. The classes come from the JSON.",
+                    "JSON) and the statistics to --out. The classes come from the JSON. "
+                    "Also writes a report there: the confusion matrix over classes and "
+                    "background at mask IoU 0.5 (CSV, PNG), precision-recall curves per "
+                    "class (PNG) and the images with most errors, ground truth beside "
+                    "detections (PNG).",
         epilog="examples:\n"
                "  mrcnn evaluate --config coco --weights coco --dataset /data/coco "
                "--year 2017 --limit 500\n"
@@ -397,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
                "--val-json data/val.json")
     evaluate_parser.add_argument("--subset", help="COCO subset with --dataset "
                                  "(default: val, or minival for 2014)")
+    evaluate_parser.add_argument("--count", type=int, default=50,
+                                 help="images, with --dataset shapes (those that 'mrcnn "
+                                      "train --dataset shapes' validates on)")
     evaluate_parser.add_argument("--eval-type", choices=("bbox", "segm", "both"),
                                  default="both")
     evaluate_parser.add_argument("--min-confidence", type=float, default=0.0, metavar="X",

@@ -21,6 +21,7 @@ import tensorflow as tf
 from mrcnn import weights as weight_files
 from mrcnn.anchors import config_anchors
 from mrcnn.boxes import denorm_boxes, norm_boxes
+from mrcnn.callbacks import training_callbacks
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
 from mrcnn.graph.network import build_inference_model, build_training_model
@@ -395,7 +396,9 @@ class MaskRCNN:
 
     def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int,
               layers: str, augmentation=None, custom_callbacks=None,
-              no_augmentation_sources=None, workers: int | None = None):
+              no_augmentation_sources=None, workers: int | None = None,
+              evaluate_every: int | None = None, evaluate_limit: int | None = None,
+              early_stop: int | None = None, monitor: str | None = None):
         """Trains the model up to epoch ``epochs`` (absolute, not a count).
 
         Args:
@@ -411,9 +414,16 @@ class MaskRCNN:
             custom_callbacks: more Keras callbacks.
             no_augmentation_sources: dataset sources never augmented.
             workers: data-loading threads (default: the CPU count, at most 4).
+            evaluate_every, evaluate_limit, early_stop, monitor: COCO evaluation on
+                `val_dataset` every N epochs (of its first `evaluate_limit` images),
+                logging val_map50, val_map, val_mask_map50, val_mask_map; the best
+                checkpoint ``mask_rcnn_<name>_best.h5`` by `monitor`; early stopping
+                after `early_stop` epochs without improvement. See
+                mrcnn.callbacks.training_callbacks.
 
         Returns:
-            The Keras History: ``loss``, the five named losses and their ``val_`` twins.
+            The Keras History: ``loss``, the five named losses and their ``val_`` twins
+            (and the evaluation's values).
         """
         if self.mode != "training":
             raise RuntimeError("train() needs a model created with mode='training'.")
@@ -434,6 +444,9 @@ class MaskRCNN:
         callbacks = [keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
                                                  write_graph=False),
                      ClassicCheckpoint(self.checkpoint_path)] + list(custom_callbacks or [])
+        # The evaluation writes into the epoch's logs: it runs before the others read them.
+        callbacks = training_callbacks(self, val_dataset, evaluate_every, evaluate_limit,
+                                       early_stop, monitor) + callbacks
         print(f"Starting at epoch {self.epoch}. LR={learning_rate}\n"
               f"Checkpoint path: {self.checkpoint_path}")
         self.set_trainable(layer_regex, verbose=0)
@@ -445,7 +458,8 @@ class MaskRCNN:
             # The generators reshuffle themselves, reproducibly; Keras's own
             # shuffle of batch indices would use Python's global random state.
             shuffle=False)
-        self.epoch = max(self.epoch, epochs)
+        # Counted, not set to `epochs`: early stopping ends before it.
+        self.epoch += len(history.epoch)
         return history
 
     # ------------------------------------------------------------------ weights
@@ -527,7 +541,9 @@ class MaskRCNN:
             raise FileNotFoundError(
                 f"No training run of {name!r} in {self.model_dir!r}: expected a directory "
                 f"{name}YYYYmmddTHHMM there.")
-        checkpoints = sorted(glob.glob(os.path.join(runs[-1], "mask_rcnn*.h5")))
+        # Numbered checkpoints only: mask_rcnn_<name>_best.h5 sorts after them.
+        checkpoints = sorted(p for p in glob.glob(os.path.join(runs[-1], "mask_rcnn*.h5"))
+                             if re.search(r"_\d{4}\.h5$", p))
         if not checkpoints:
             raise FileNotFoundError(f"No checkpoint mask_rcnn*.h5 in {runs[-1]!r}.")
         return checkpoints[-1]

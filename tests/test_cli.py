@@ -83,9 +83,9 @@ def test_usage_errors_exit_2(tiny, capsys):
     assert _exit_code(["detect", "--weights", "none", "--image", tiny["images"]]) == 2
     assert "--config is required" in capsys.readouterr().err
     assert _exit_code(["train", "--weights", "none"]) == 2           # no data
-    assert _exit_code(["evaluate", "--weights", "none", "--dataset", "shapes"]) == 2
+    assert _exit_code(["evaluate", "--weights", "none"]) == 2          # no data
     assert _exit_code(["train", "--weights", "none", "--dataset", "shapes",
-                       "--evaluate"]) == 2
+                       "--evaluate-every", "0"]) == 2
 
 
 def test_unknown_config_exits_1(tiny, capsys):
