@@ -23,6 +23,7 @@ from mrcnn.boxes import denorm_boxes, norm_boxes
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
 from mrcnn.graph.network import build_inference_model, build_training_model
+from mrcnn.image_io import to_model_image
 from mrcnn.images import box_mask, compose_image_meta, mold_image, resize_image
 
 # The classic `layers` presets of train(): regexes over the layer names.
@@ -62,6 +63,13 @@ class MaskRCNN:
         if not isinstance(config, Config):
             raise TypeError(f"config must be an instance of a Config subclass, "
                             f"not {type(config).__name__}.")
+        if mode == "inference" and config.IMAGE_RESIZE_MODE == "crop":
+            # A random crop at inference would drop part of the image and map the
+            # boxes back as if nothing had been cut.
+            raise ValueError(
+                "IMAGE_RESIZE_MODE='crop' is a training augmentation; an inference model "
+                "must see the whole image. Use 'square' (or 'pad64') in the inference "
+                "config.")
         self.mode = mode
         self.config = config
         self.model_dir = model_dir
@@ -176,7 +184,8 @@ class MaskRCNN:
                                 tf.constant(anchors, tf.float32))
         return [np.asarray(o) for o in outputs]
 
-    def _check_images(self, images) -> None:
+    def _check_images(self, images) -> list[np.ndarray]:
+        """The images converted by the reader's policy (mrcnn.image_io), by list index."""
         if self.mode != "inference":
             raise RuntimeError("detect() needs a model created with mode='inference'.")
         if isinstance(images, np.ndarray) and images.ndim == 3:
@@ -185,13 +194,8 @@ class MaskRCNN:
         if len(images) == 0:
             raise ValueError("detect() got no images; pass a list of [H, W, C] arrays.")
         channels = self.config.IMAGE_CHANNEL_COUNT
-        for i, image in enumerate(images):
-            shape = np.shape(image)
-            if len(shape) != 3 or shape[2] != channels:
-                raise ValueError(
-                    f"Image {i} has shape {shape}; the model takes [H, W, {channels}] "
-                    f"(IMAGE_CHANNEL_COUNT={channels}). Convert grayscale or RGBA images "
-                    "with mrcnn.images.to_rgb(image).")
+        return [to_model_image(image, f"image {i} of the list", channels)
+                for i, image in enumerate(images)]
 
     def detect(self, images: list[np.ndarray], verbose: int = 0) -> list[dict]:
         """Detects instances in images.
@@ -200,14 +204,16 @@ class MaskRCNN:
         together in batches of up to BATCH_SIZE.
 
         Args:
-            images: list of [H, W, C] images (RGB for the classic config).
+            images: list of [H, W, C] images (RGB for the classic config), converted
+                as ``mrcnn.image_io`` reads files: grayscale and RGBA to RGB, uint16
+                to uint8; float images in 0..255 taken as they are.
             verbose: 1 prints the shapes of the inputs.
 
         Returns:
             One dict per image: rois [N, (y1, x1, y2, x2)] int32 pixels,
             class_ids [N] int32, scores [N] float32, masks [H, W, N] bool.
         """
-        self._check_images(images)
+        images = self._check_images(images)
         if verbose:
             print(f"Processing {len(images)} images")
         results = [None] * len(images)

@@ -80,8 +80,8 @@ def test_detect_matches_detect_of_each_image_alone(model):
 @pytest.mark.parametrize("images, message", [
     ([], "no images"),
     (np.zeros([64, 64, 3], np.uint8), "list of images"),
-    ([np.zeros([64, 64], np.uint8)], "to_rgb"),
-    ([np.zeros([64, 64, 4], np.uint8)], r"\[H, W, 3\]"),
+    ([np.zeros([64, 64, 3]), np.zeros([64, 64, 2], np.uint8)], "image 1 of the list: 2 channels"),
+    ([np.zeros([1, 1, 3], np.uint8)], "image 0 of the list: the image is 1x1"),
 ])
 def test_detect_rejects_bad_input_clearly(model, images, message):
     with pytest.raises(ValueError, match=message):
