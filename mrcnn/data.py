@@ -447,6 +447,8 @@ class DataGenerator(keras.utils.PyDataset):
         # own generator from (seed, epoch, index), whatever worker builds them.
         self.seed = np.random.SeedSequence(seed).entropy
         self.epoch = 0
+        # Batches of the current epoch already trained on (see start_at).
+        self.first_batch = 0
         # Image ids skipped this epoch (unreadable files), reported at its end.
         self.skipped: list[int] = []
         self.anchors = generate_pyramid_anchors(
@@ -458,7 +460,7 @@ class DataGenerator(keras.utils.PyDataset):
     def _epoch_order(self) -> np.ndarray:
         """[P * images] image ids: P passes, enough for all the epoch's batches."""
         ids = np.asarray(self.dataset.image_ids)
-        passes = math.ceil(len(self) * self.config.BATCH_SIZE / len(ids))
+        passes = math.ceil(self._epoch_length() * self.config.BATCH_SIZE / len(ids))
         if not self.shuffle:
             return np.tile(ids, passes)
         # The 0 (here) and 1 (batches) keep the shuffling and the batches' random streams
@@ -468,9 +470,20 @@ class DataGenerator(keras.utils.PyDataset):
             for p in range(passes)])
 
     def __len__(self) -> int:
+        return self._epoch_length() - self.first_batch
+
+    def _epoch_length(self) -> int:
         if self.steps_per_epoch:
             return self.steps_per_epoch
         return math.ceil(len(self.dataset.image_ids) / self.config.BATCH_SIZE)
+
+    def start_at(self, epoch: int, batch: int = 0) -> None:
+        """Makes the next batches those of ``epoch`` (0-based) from ``batch`` on, as an
+        uninterrupted run would have drawn them: resuming. Until the epoch ends,
+        ``len(self)`` counts the batches left and index 0 is batch ``batch``."""
+        self.epoch = epoch
+        self.epoch_order = self._epoch_order()
+        self.first_batch = batch
 
     def on_epoch_end(self) -> None:
         """Reports the images skipped in the epoch, moves to the next one and reshuffles."""
@@ -479,6 +492,7 @@ class DataGenerator(keras.utils.PyDataset):
                            "read (image ids %s); see the log above", self.epoch + 1,
                            len(self.skipped), sorted(set(self.skipped)))
         self.skipped = []
+        self.first_batch = 0
         self.epoch += 1
         self.epoch_order = self._epoch_order()
 
@@ -497,6 +511,7 @@ class DataGenerator(keras.utils.PyDataset):
         """
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range: the generator has {len(self)}")
+        index += self.first_batch
         rng = np.random.default_rng([self.seed, self.epoch, 1, index])
         examples = []
         position = index * self.config.BATCH_SIZE

@@ -9,9 +9,12 @@ Typical use::
 from __future__ import annotations
 
 import datetime
+import functools
 import glob
 import os
 import re
+import sys
+import warnings
 
 import keras
 import numpy as np
@@ -19,6 +22,8 @@ import tensorflow as tf
 
 from mrcnn import weights as weight_files
 from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.checkpoints import (NonFiniteLossError, StateSaver, StopOnNonFiniteLoss,
+                               TrainingRun, checkpoint_problem, non_finite_weights)
 from mrcnn.boxes import denorm_boxes, norm_boxes
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
@@ -41,6 +46,20 @@ IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releas
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "weights")
 MODES = ("training", "inference")
+# Resize modes whose molded images all have IMAGE_SHAPE, so that they batch.
+TRAINING_RESIZE_MODES = ("square", "crop")
+
+
+def weighted_layer_names(keras_model) -> list[str]:
+    """Names of the layers with weights, nested models (rpn_model) entered: what
+    set_trainable's regex is matched against."""
+    names = []
+    for layer in keras_model.layers:
+        if isinstance(layer, keras.Model):
+            names += weighted_layer_names(layer)
+        elif layer.weights:
+            names.append(layer.name)
+    return names
 
 
 class MaskRCNN:
@@ -320,7 +339,8 @@ class MaskRCNN:
 
     def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int,
               layers: str, augmentation=None, custom_callbacks=None,
-              no_augmentation_sources=None, workers: int | None = None):
+              no_augmentation_sources=None, workers: int | None = None,
+              resume: bool = True, verbose: int | None = None):
         """Trains the model up to epoch ``epochs`` (absolute, not a count).
 
         Args:
@@ -336,42 +356,109 @@ class MaskRCNN:
             custom_callbacks: more Keras callbacks.
             no_augmentation_sources: dataset sources never augmented.
             workers: data-loading threads (default: the CPU count, at most 4).
+            resume: continue an interrupted run of this config in model_dir
+                (see mrcnn.checkpoints): the same call after a crash resumes at
+                the last saved step. False always starts as asked.
+            verbose: Keras's fit verbosity; None: the progress bar on a terminal,
+                one line per epoch (2) when stdout is a file or a pipe.
 
         Returns:
-            The Keras History: ``loss``, the five named losses and their ``val_`` twins.
+            The Keras History: ``loss``, the five named losses and their ``val_`` twins
+            (empty when an interrupted run had finished this call already).
+
+        Raises:
+            ValueError: before the first step, for a dataset with more classes than
+                NUM_CLASSES, a resize mode that cannot batch, or a ``layers`` regex
+                that matches no layer.
+            checkpoints.NonFiniteLossError: a step gave a NaN or infinite loss.
         """
         if self.mode != "training":
             raise RuntimeError("train() needs a model created with mode='training'.")
+        layer_regex = LAYER_PRESETS.get(layers, layers)
+        self._check_training(train_dataset, val_dataset, layers, layer_regex)
+        run = TrainingRun(self, {"layers": layers, "learning_rate": float(learning_rate),
+                                 "epochs": int(epochs)}, resume)
+        if run.action == "skip":
+            print(f"Stage {layers!r} to epoch {epochs} already done in {self.log_dir}: "
+                  "skipped (resuming an interrupted run).")
+            return keras.callbacks.History()
         if self.epoch >= epochs:
             raise ValueError(f"The model is at epoch {self.epoch} already; epochs is the epoch "
                              f"to reach, so pass more than {self.epoch}.")
-        layer_regex = LAYER_PRESETS.get(layers, layers)
         workers = workers or min(4, os.cpu_count() or 1)
         train_batches = DataGenerator(train_dataset, self.config, shuffle=True,
                                       augmentation=augmentation,
                                       no_augmentation_sources=no_augmentation_sources,
                                       steps_per_epoch=self.config.STEPS_PER_EPOCH,
-                                      workers=workers)
+                                      workers=workers, seed=run.seed)
+        # The epoch's batches are those an uninterrupted run would draw.
+        train_batches.start_at(self.epoch, run.step)
         val_batches = DataGenerator(val_dataset, self.config, shuffle=True,
                                     steps_per_epoch=self.config.VALIDATION_STEPS,
                                     workers=workers)
         os.makedirs(self.log_dir, exist_ok=True)
-        callbacks = [keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
+        steps = self.config.STEPS_PER_EPOCH
+        stop_on_nan = StopOnNonFiniteLoss(steps, run.step)
+        saver = StateSaver(run, self.config.TRAIN_STATE_STEPS, run.step)
+        callbacks = [stop_on_nan,
+                     keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
                                                  write_graph=False),
-                     ClassicCheckpoint(self.checkpoint_path)] + list(custom_callbacks or [])
-        print(f"Starting at epoch {self.epoch}. LR={learning_rate}\n"
-              f"Checkpoint path: {self.checkpoint_path}")
+                     ClassicCheckpoint(self.checkpoint_path), saver] + list(custom_callbacks or [])
+        start = f"step {run.step} of epoch {self.epoch + 1}" if run.step else f"epoch {self.epoch}"
+        print(f"{'Resuming' if run.action == 'resume' else 'Starting'} at {start}. "
+              f"LR={learning_rate}\nCheckpoint path: {self.checkpoint_path}")
         self.set_trainable(layer_regex)
         self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
-        history = self.keras_model.fit(
-            train_batches, initial_epoch=self.epoch, epochs=epochs,
-            steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
+        run.restore_optimizer(self.keras_model)
+        run.begin(self.keras_model, train_batches.seed)
+        if verbose is None:
+            verbose = 1 if sys.stdout.isatty() else 2
+        fit = functools.partial(
+            self.keras_model.fit, train_batches, callbacks=callbacks,
             validation_data=val_batches, validation_steps=self.config.VALIDATION_STEPS,
             # The generators reshuffle themselves, reproducibly; Keras's own
             # shuffle of batch indices would use Python's global random state.
-            shuffle=False)
+            shuffle=False, verbose=verbose)
+        histories = []
+        if run.step:
+            # Keras has no initial step: the rest of the interrupted epoch is one fit.
+            histories.append(fit(initial_epoch=self.epoch, epochs=self.epoch + 1,
+                                 steps_per_epoch=steps - run.step))
+            self.epoch += 1
+        if self.epoch < epochs:
+            histories.append(fit(initial_epoch=self.epoch, epochs=epochs,
+                                 steps_per_epoch=steps))
         self.epoch = max(self.epoch, epochs)
+        run.finish(self.keras_model)
+        history = histories[-1]
+        for earlier in reversed(histories[:-1]):
+            history.epoch = earlier.epoch + history.epoch
+            for key, values in earlier.history.items():
+                history.history[key] = values + history.history.get(key, [])
         return history
+
+    def _check_training(self, train_dataset, val_dataset, layers: str,
+                        layer_regex: str) -> None:
+        """The checks train() makes before anything is built or written."""
+        config = self.config
+        for name, dataset in (("training", train_dataset), ("validation", val_dataset)):
+            if dataset.num_classes > config.NUM_CLASSES:
+                raise ValueError(
+                    f"The {name} dataset has {dataset.num_classes} classes (background "
+                    f"included) but NUM_CLASSES is {config.NUM_CLASSES}: set NUM_CLASSES = "
+                    f"{dataset.num_classes} in the config.")
+        if config.IMAGE_RESIZE_MODE not in TRAINING_RESIZE_MODES:
+            raise ValueError(
+                f"IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r} cannot train: it keeps "
+                "each image's own size, so images of different sizes cannot be stacked "
+                f"into a batch of IMAGE_SHAPE {list(config.IMAGE_SHAPE)}. Use 'square' "
+                "(or 'crop') for training; 'pad64' and 'none' suit inference.")
+        names = weighted_layer_names(self.keras_model)
+        if not any(re.fullmatch(layer_regex, name) for name in names):
+            raise ValueError(
+                f"layers={layers!r} matches no weighted layer of the model (names such as "
+                f"{', '.join(names[:3])}, ...); use a preset {sorted(LAYER_PRESETS)} or a "
+                "regex matched against the full layer names.")
 
     # ------------------------------------------------------------------ weights
 
@@ -436,10 +523,13 @@ class MaskRCNN:
         self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
 
     def find_last(self) -> str:
-        """Path of the last checkpoint of the last training run of this config.
+        """Path of the last sound checkpoint of the last training run of this config.
+
+        A checkpoint that cannot be read whole or holds non-finite values is passed
+        over, with a warning, for the one before it.
 
         Raises:
-            FileNotFoundError: no run or no checkpoint in model_dir.
+            FileNotFoundError: no run or no sound checkpoint in model_dir.
         """
         name = (self.config.NAME or "mrcnn").lower()
         runs = sorted(d for d in glob.glob(os.path.join(self.model_dir, name + "*"))
@@ -451,11 +541,19 @@ class MaskRCNN:
         checkpoints = sorted(glob.glob(os.path.join(runs[-1], "mask_rcnn*.h5")))
         if not checkpoints:
             raise FileNotFoundError(f"No checkpoint mask_rcnn*.h5 in {runs[-1]!r}.")
-        return checkpoints[-1]
+        rejected = []
+        for path in reversed(checkpoints):
+            problem = checkpoint_problem(path)
+            if problem is None:
+                return path
+            warnings.warn(f"find_last: skipping {path}: {problem}", stacklevel=2)
+            rejected.append(f"{os.path.basename(path)}: {problem}")
+        raise FileNotFoundError(f"No sound checkpoint in {runs[-1]!r}: " + "; ".join(rejected))
 
 
 class ClassicCheckpoint(keras.callbacks.Callback):
-    """Saves the weights after every epoch in the classic HDF5 layout.
+    """Saves the weights after every epoch in the classic HDF5 layout, never
+    non-finite ones (NonFiniteLossError instead).
 
     Args:
         path_template: checkpoint path with an ``{epoch:04d}`` field, filled
@@ -467,4 +565,10 @@ class ClassicCheckpoint(keras.callbacks.Callback):
         self.path_template = path_template
 
     def on_epoch_end(self, epoch, logs=None):
+        bad = non_finite_weights(self.model)
+        if bad:
+            raise NonFiniteLossError(
+                f"Training stopped at the end of epoch {epoch + 1}: {len(bad)} weights hold "
+                f"NaN or infinite values (e.g. {bad[0]}); checkpoint not written. Lower the "
+                "learning rate and resume from the last checkpoint.")
         weight_files.save_weights(self.model, self.path_template.format(epoch=epoch + 1))
