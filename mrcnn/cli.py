@@ -250,7 +250,7 @@ def run_train(args: argparse.Namespace) -> int:
               f"learning rate {learning_rate * stage.lr_scale}")
         model.train(train_dataset, val_dataset, learning_rate * stage.lr_scale,
                     stage.epochs, stage.layers, augmentation=augmentation,
-                    workers=args.workers)
+                    workers=args.workers, resume=not args.no_resume)
     checkpoint = model.checkpoint_path.format(epoch=model.epoch)
     print(f"last checkpoint: {checkpoint}")
     if args.evaluate:
@@ -380,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--fliplr", type=float, default=0.5,
                        help="probability of a left-right flip (0: no augmentation)")
     group.add_argument("--workers", type=int, help="data-loading threads")
+    group.add_argument("--no-resume", action="store_true",
+                       help="start a new run even if the last run of this config was "
+                            "interrupted (by default the same command continues it)")
     group.add_argument("--evaluate", action="store_true",
                        help="afterwards, COCO bbox and segm evaluation of the last checkpoint "
                             "on the validation set")

@@ -1,6 +1,6 @@
 """Weight files in the classic Keras 2 HDF5 layout: reading and writing.
 
-The layout (see shared/compat/keras2_h5_weight_layout.json): the root (or a
+The layout (see tests/data/keras2_h5_weight_layout.json): the root (or a
 ``model_weights`` group) has the attribute ``layer_names``; each layer has a
 group whose attribute ``weight_names`` lists its weights in order, stored as
 datasets at ``<layer>/<weight name>``. The nested RPN is one group,
