@@ -15,6 +15,7 @@ import tensorflow as tf
 from mrcnn import boxes as np_boxes
 from mrcnn.checkpoints import STATE_FILE, NonFiniteLossError
 from mrcnn.config import LOSS_NAMES
+from mrcnn.data import DataGenerator
 from mrcnn.graph import box_ops
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.roi_align import PyramidROIAlign
@@ -230,3 +231,30 @@ def test_verbose_is_one_line_per_epoch_when_stdout_is_not_a_terminal(trainee, sm
     trainee.set_log_dir()
     trainee.train(small_shapes, small_shapes, 0.001, 1, "heads", resume=False)
     assert seen == [2, 1]
+
+
+def test_generator_start_at_gives_the_batches_of_an_uninterrupted_run(small_shapes):
+    config = EdgeConfig()
+    uninterrupted = DataGenerator(small_shapes, config, seed=5, steps_per_epoch=3)
+    uninterrupted.on_epoch_end()
+    resumed = DataGenerator(small_shapes, config, seed=5, steps_per_epoch=3)
+    resumed.start_at(1, 2)
+    assert len(resumed) == 1
+    for mine, theirs in zip(resumed[0][0], uninterrupted[2][0]):
+        np.testing.assert_array_equal(mine, theirs)
+    resumed.on_epoch_end()
+    assert len(resumed) == 3 and resumed.epoch == 2
+
+
+def test_detect_reads_uint16_gray_and_rgba_arrays_like_their_rgb(small_shapes):
+    detector = MaskRCNN("inference", EdgeConfig(), "unused_logs")
+    rgb = small_shapes.load_image(0)
+    expected = detector.detect([rgb])[0]
+    wide = rgb.astype(np.uint16) * 257
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 9, np.uint8)], axis=2)
+    for image in (wide, rgba):
+        result = detector.detect([image])[0]
+        for key in expected:
+            np.testing.assert_array_equal(result[key], expected[key])
+    gray = detector.detect([rgb[:, :, 0]])[0]
+    assert gray["masks"].shape[:2] == rgb.shape[:2]
