@@ -295,7 +295,9 @@ class StateSaver(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = self.first_step + batch + 1
-        if self.every_steps and step % self.every_steps == 0:
+        # The epoch's last step is saved by on_epoch_end, after validation and checkpoint.
+        last = batch + 1 == self.params.get("steps")
+        if self.every_steps and step % self.every_steps == 0 and not last:
             self.run.save(self.model, self._epoch, step, self.run.seed)
 
     def on_epoch_end(self, epoch, logs=None):

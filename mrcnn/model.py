@@ -22,9 +22,9 @@ import tensorflow as tf
 
 from mrcnn import weights as weight_files
 from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.boxes import denorm_boxes, norm_boxes
 from mrcnn.checkpoints import (NonFiniteLossError, StateSaver, StopOnNonFiniteLoss,
                                TrainingRun, checkpoint_problem, non_finite_weights)
-from mrcnn.boxes import denorm_boxes, norm_boxes
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
 from mrcnn.graph.network import build_inference_model, build_training_model
