@@ -231,23 +231,22 @@ class TrainingRun:
     def save(self, keras_model: keras.Model, epoch: int, step: int, seed: int,
              running: bool = True) -> bool:
         """Writes the state: weights, optimizer, position. False if weights are not finite."""
-        weights = [w.numpy() for w in keras_model.weights]
-        if running and not all(np.isfinite(w).all() for w in weights):
+        # A finished run keeps only its record: its weights are in the .h5 checkpoints.
+        weights = [w.numpy() for w in keras_model.weights] if running else []
+        if not all(np.isfinite(w).all() for w in weights):
             logger.error("Training state not saved at epoch %d step %d: the weights hold NaN "
                          "or infinite values", epoch, step)
             return False
         optimizer = keras_model.optimizer
         optimizer_values = ([v.numpy() for v in optimizer.variables]
-                            if optimizer is not None and optimizer.built else [])
+                            if running and optimizer is not None and optimizer.built else [])
         meta = {"version": STATE_VERSION, "config": config_fingerprint(self.model.config),
                 "stages": self.stages, "stage": self._index, "running": running,
                 "epoch": int(epoch), "step": int(step), "seed": int(seed),
                 "num_weights": len(weights), "num_optimizer": len(optimizer_values),
                 "optimizer_stage": self._index if optimizer_values else None}
-        # A finished run keeps only its record: the arrays are in the .h5 checkpoints.
-        arrays = {} if not running else {
-            **{f"w{i}": w for i, w in enumerate(weights)},
-            **{f"o{i}": v for i, v in enumerate(optimizer_values)}}
+        arrays = {**{f"w{i}": w for i, w in enumerate(weights)},
+                  **{f"o{i}": v for i, v in enumerate(optimizer_values)}}
         os.makedirs(self.model.log_dir, exist_ok=True)
         _write_npz(self.path, {"meta": np.array(json.dumps(meta)), **arrays})
         return True
