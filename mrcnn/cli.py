@@ -259,7 +259,7 @@ def run_train(args: argparse.Namespace) -> int:
                     stage.epochs, stage.layers, augmentation=augmentation,
                     workers=args.workers, evaluate_every=args.evaluate_every,
                     evaluate_limit=args.limit or None, early_stop=args.early_stop,
-                    monitor=args.monitor)
+                    monitor=args.monitor, resume=not args.no_resume)
     checkpoint = model.checkpoint_path.format(epoch=model.epoch)
     print(f"last checkpoint: {checkpoint}")
     if args.evaluate:
@@ -389,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--fliplr", type=float, default=0.5,
                        help="probability of a left-right flip (0: no augmentation)")
     group.add_argument("--workers", type=int, help="data-loading threads")
+    group.add_argument("--no-resume", action="store_true",
+                       help="start a new run even if the last run of this config was "
+                            "interrupted (by default the same command continues it)")
     group.add_argument("--evaluate", action="store_true",
                        help="afterwards, COCO bbox and segm evaluation of the last checkpoint "
                             "on the validation set")

@@ -205,20 +205,16 @@ class CocoDataset(Dataset):
         info = self._image(image_id)
         if info["source"] != "coco":
             return super().load_image(image_id)
-        # Imported here, as in the base class, so that importing this module stays light.
-        import skimage.io
-
-        from mrcnn.images import to_rgb
+        from mrcnn.image_io import ImageReadError, read_image
 
         path = info["path"]
         try:
-            image = skimage.io.imread(path)
-        except Exception as err:  # imageio's plugins raise many types for a bad file
+            image = read_image(path)
+        except ImageReadError as err:
             hint = ("; pass skip_unreadable=True to load_coco to drop missing files"
                     if not os.path.exists(path) else "")
-            raise OSError(f"cannot read image file {path} (COCO image id {info['id']}, "
-                          f"dataset image id {image_id}): {err}{hint}") from err
-        image = to_rgb(image)
+            raise ImageReadError(f"{err} (COCO image id {info['id']}, dataset image id "
+                                 f"{image_id}){hint}") from err
         if image.shape[:2] != (info["height"], info["width"]):
             raise ValueError(f"image file {path} is {image.shape[1]}x{image.shape[0]} "
                              f"(width x height) but its annotations say "

@@ -57,6 +57,9 @@ class Config:
     # steps run at the end of every epoch.
     STEPS_PER_EPOCH = 1000
     VALIDATION_STEPS = 50
+    # Steps between saves of the resume state (train_state.npz, see mrcnn.checkpoints)
+    # within an epoch; None saves it at the end of every epoch only.
+    TRAIN_STATE_STEPS = None
 
     # "resnet50", "resnet101" (the classic weight files), the lighter
     # "resnet18" / "resnet34", or a callable

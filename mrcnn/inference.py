@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from mrcnn.image_io import UINT16_TO_UINT8, read_raw_image, to_model_image
 from mrcnn.progress import Progress
 
 if TYPE_CHECKING:  # the model module imports TensorFlow
@@ -30,8 +31,6 @@ if TYPE_CHECKING:  # the model module imports TensorFlow
     from mrcnn.model import MaskRCNN
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-# 16-bit images are mapped onto 0..255 by this factor (65535 / 255).
-UINT16_TO_UINT8 = 257
 
 
 def collect_images(paths: Sequence[str]) -> list[str]:
@@ -56,36 +55,21 @@ def collect_images(paths: Sequence[str]) -> list[str]:
 
 
 def read_image(path: str) -> tuple[np.ndarray, str | None]:
-    """Reads an image file as 8-bit RGB.
+    """Reads an image file as 8-bit RGB (the policy of :mod:`mrcnn.image_io`).
 
     Returns:
-        ([H, W, 3] uint8 image, a note for the user or None). Grayscale is
-        repeated to three channels, alpha dropped, 16-bit values divided by 257.
+        ([H, W, 3] image, a note for the user or None). Grayscale is repeated
+        to three channels, alpha dropped, 16-bit values divided by 257.
 
     Raises:
-        OSError: the file cannot be decoded.
-        ValueError: a channel count or pixel type the model cannot take.
+        OSError: the file cannot be decoded (``image_io.ImageReadError``).
+        ValueError: a channel count or pixel values the model cannot take.
     """
-    import skimage.io
-
-    from mrcnn.images import to_rgb
-
-    try:
-        image = skimage.io.imread(path)
-    except Exception as err:  # imageio's plugins raise many types for a bad file
-        raise OSError(f"cannot read image {path}: {err}") from err
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
-        channels = image.shape[2] if image.ndim == 3 else "?"
-        raise ValueError(f"{path}: {channels} channels (array shape {image.shape}); only "
-                         "grayscale, RGB and RGBA images can be processed")
+    raw = read_raw_image(path)
     message = None
-    if image.dtype == np.uint16:
-        image = np.round(image / UINT16_TO_UINT8).astype(np.uint8)
+    if raw.dtype == np.uint16:
         message = f"note: {path} is 16-bit: scaled to 8 bits (divided by {UINT16_TO_UINT8})"
-    elif image.dtype != np.uint8:
-        raise ValueError(f"{path}: pixel type {image.dtype} is not supported; use 8- or "
-                         "16-bit images")
-    return to_rgb(image), message
+    return to_model_image(raw, path), message
 
 
 def _output_name(path: str, used: set) -> str:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import collections
 import datetime
+import functools
 import glob
 import os
 import re
+import sys
+import warnings
 
 import keras
 import numpy as np
@@ -22,9 +25,12 @@ from mrcnn import weights as weight_files
 from mrcnn.anchors import config_anchors
 from mrcnn.boxes import denorm_boxes, norm_boxes
 from mrcnn.callbacks import training_callbacks
+from mrcnn.checkpoints import (NonFiniteLossError, StateSaver, StopOnNonFiniteLoss,
+                               TrainingRun, checkpoint_problem, non_finite_weights)
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
 from mrcnn.graph.network import build_inference_model, build_training_model
+from mrcnn.image_io import to_model_image
 from mrcnn.images import box_mask, compose_image_meta, mold_image, resize_image
 # WEIGHTS_DIR: where get_imagenet_weights looks, besides model_dir.
 from mrcnn.resources import WEIGHTS_DIR
@@ -53,6 +59,20 @@ IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/"
                         "download/v0.2/" + IMAGENET_WEIGHTS_FILE)
 MODES = ("training", "inference")
+# Resize modes whose molded images all have IMAGE_SHAPE, so that they batch.
+TRAINING_RESIZE_MODES = ("square", "crop")
+
+
+def weighted_layer_names(keras_model) -> list[str]:
+    """Names of the layers with weights, nested models (rpn_model) entered: what
+    set_trainable's regex is matched against."""
+    names = []
+    for layer in keras_model.layers:
+        if isinstance(layer, keras.Model):
+            names += weighted_layer_names(layer)
+        elif layer.weights:
+            names.append(layer.name)
+    return names
 
 
 class MaskRCNN:
@@ -75,6 +95,13 @@ class MaskRCNN:
         if not isinstance(config, Config):
             raise TypeError(f"config must be an instance of a Config subclass, "
                             f"not {type(config).__name__}.")
+        if mode == "inference" and config.IMAGE_RESIZE_MODE == "crop":
+            # A random crop at inference would drop part of the image and map the
+            # boxes back as if nothing had been cut.
+            raise ValueError(
+                "IMAGE_RESIZE_MODE='crop' is a training augmentation; an inference model "
+                "must see the whole image. Use 'square' (or 'pad64') in the inference "
+                "config.")
         self.mode = mode
         self.config = config
         self.model_dir = model_dir
@@ -185,7 +212,8 @@ class MaskRCNN:
                                 tf.constant(anchors, tf.float32))
         return [np.asarray(o) for o in outputs]
 
-    def _check_images(self, images) -> None:
+    def _check_images(self, images) -> list[np.ndarray]:
+        """The images converted by the reader's policy (mrcnn.image_io), by list index."""
         if self.mode != "inference":
             raise RuntimeError("detect() needs a model created with mode='inference'.")
         if isinstance(images, np.ndarray) and images.ndim == 3:
@@ -194,13 +222,8 @@ class MaskRCNN:
         if len(images) == 0:
             raise ValueError("detect() got no images; pass a list of [H, W, C] arrays.")
         channels = self.config.IMAGE_CHANNEL_COUNT
-        for i, image in enumerate(images):
-            shape = np.shape(image)
-            if len(shape) != 3 or shape[2] != channels:
-                raise ValueError(
-                    f"Image {i} has shape {shape}; the model takes [H, W, {channels}] "
-                    f"(IMAGE_CHANNEL_COUNT={channels}). Convert grayscale or RGBA images "
-                    "with mrcnn.images.to_rgb(image).")
+        return [to_model_image(image, f"image {i} of the list", channels)
+                for i, image in enumerate(images)]
 
     def detect(self, images: list[np.ndarray], verbose: int = 0) -> list[dict]:
         """Detects instances in images.
@@ -209,14 +232,16 @@ class MaskRCNN:
         together in batches of up to BATCH_SIZE.
 
         Args:
-            images: list of [H, W, C] images (RGB for the classic config).
+            images: list of [H, W, C] images (RGB for the classic config), converted
+                as ``mrcnn.image_io`` reads files: grayscale and RGBA to RGB, uint16
+                to uint8; float images in 0..255 taken as they are.
             verbose: 1 prints the shapes of the inputs.
 
         Returns:
             One dict per image: rois [N, (y1, x1, y2, x2)] int32 pixels,
             class_ids [N] int32, scores [N] float32, masks [H, W, N] bool.
         """
-        self._check_images(images)
+        images = self._check_images(images)
         if verbose:
             print(f"Processing {len(images)} images")
         results = [None] * len(images)
@@ -398,7 +423,8 @@ class MaskRCNN:
               layers: str, augmentation=None, custom_callbacks=None,
               no_augmentation_sources=None, workers: int | None = None,
               evaluate_every: int | None = None, evaluate_limit: int | None = None,
-              early_stop: int | None = None, monitor: str | None = None):
+              early_stop: int | None = None, monitor: str | None = None,
+              resume: bool = True, verbose: int | None = None):
         """Trains the model up to epoch ``epochs`` (absolute, not a count).
 
         Args:
@@ -420,47 +446,115 @@ class MaskRCNN:
                 checkpoint ``mask_rcnn_<name>_best.h5`` by `monitor`; early stopping
                 after `early_stop` epochs without improvement. See
                 mrcnn.callbacks.training_callbacks.
+            resume: continue an interrupted run of this config in model_dir
+                (see mrcnn.checkpoints): the same call after a crash resumes at
+                the last saved step. False always starts as asked.
+            verbose: Keras's fit verbosity; None: the progress bar on a terminal,
+                one line per epoch (2) when stdout is a file or a pipe.
 
         Returns:
             The Keras History: ``loss``, the five named losses and their ``val_`` twins
-            (and the evaluation's values).
+            (and the evaluation's values; empty when an interrupted run had finished
+            this call already).
+
+        Raises:
+            ValueError: before the first step, for a dataset with more classes than
+                NUM_CLASSES, a resize mode that cannot batch, or a ``layers`` regex
+                that matches no layer.
+            checkpoints.NonFiniteLossError: a step gave a NaN or infinite loss.
         """
         if self.mode != "training":
             raise RuntimeError("train() needs a model created with mode='training'.")
+        layer_regex = LAYER_PRESETS.get(layers, layers)
+        self._check_training(train_dataset, val_dataset, layers, layer_regex)
+        run = TrainingRun(self, {"layers": layers, "learning_rate": float(learning_rate),
+                                 "epochs": int(epochs)}, resume)
+        if run.action == "skip":
+            print(f"Stage {layers!r} to epoch {epochs} already done in {self.log_dir}: "
+                  "skipped (resuming an interrupted run).")
+            return keras.callbacks.History()
         if self.epoch >= epochs:
             raise ValueError(f"The model is at epoch {self.epoch} already; epochs is the epoch "
                              f"to reach, so pass more than {self.epoch}.")
-        layer_regex = LAYER_PRESETS.get(layers, layers)
         workers = workers or min(4, os.cpu_count() or 1)
         train_batches = DataGenerator(train_dataset, self.config, shuffle=True,
                                       augmentation=augmentation,
                                       no_augmentation_sources=no_augmentation_sources,
                                       steps_per_epoch=self.config.STEPS_PER_EPOCH,
-                                      workers=workers)
+                                      workers=workers, seed=run.seed)
+        # The epoch's batches are those an uninterrupted run would draw.
+        train_batches.start_at(self.epoch, run.step)
         val_batches = DataGenerator(val_dataset, self.config, shuffle=True,
                                     steps_per_epoch=self.config.VALIDATION_STEPS,
                                     workers=workers)
         os.makedirs(self.log_dir, exist_ok=True)
-        callbacks = [keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
+        steps = self.config.STEPS_PER_EPOCH
+        stop_on_nan = StopOnNonFiniteLoss(steps, run.step)
+        saver = StateSaver(run, self.config.TRAIN_STATE_STEPS, run.step)
+        callbacks = [stop_on_nan,
+                     keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
                                                  write_graph=False),
-                     ClassicCheckpoint(self.checkpoint_path)] + list(custom_callbacks or [])
+                     ClassicCheckpoint(self.checkpoint_path), saver] + list(custom_callbacks or [])
         # The evaluation writes into the epoch's logs: it runs before the others read them.
         callbacks = training_callbacks(self, val_dataset, evaluate_every, evaluate_limit,
                                        early_stop, monitor) + callbacks
-        print(f"Starting at epoch {self.epoch}. LR={learning_rate}\n"
-              f"Checkpoint path: {self.checkpoint_path}")
+        start = f"step {run.step} of epoch {self.epoch + 1}" if run.step else f"epoch {self.epoch}"
+        print(f"{'Resuming' if run.action == 'resume' else 'Starting'} at {start}. "
+              f"LR={learning_rate}\nCheckpoint path: {self.checkpoint_path}")
         self.set_trainable(layer_regex, verbose=0)
         self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
-        history = self.keras_model.fit(
-            train_batches, initial_epoch=self.epoch, epochs=epochs,
-            steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
+        run.restore_optimizer(self.keras_model)
+        run.begin(self.keras_model, train_batches.seed)
+        if verbose is None:
+            verbose = 1 if sys.stdout.isatty() else 2
+        fit = functools.partial(
+            self.keras_model.fit, train_batches, callbacks=callbacks,
             validation_data=val_batches, validation_steps=self.config.VALIDATION_STEPS,
             # The generators reshuffle themselves, reproducibly; Keras's own
             # shuffle of batch indices would use Python's global random state.
-            shuffle=False)
-        # Counted, not set to `epochs`: early stopping ends before it.
-        self.epoch += len(history.epoch)
+            shuffle=False, verbose=verbose)
+        histories = []
+        if run.step:
+            # Keras has no initial step: the rest of the interrupted epoch is one fit.
+            histories.append(fit(initial_epoch=self.epoch, epochs=self.epoch + 1,
+                                 steps_per_epoch=steps - run.step))
+            self.epoch += 1
+        # Early stopping may have ended the run in the first fit.
+        if self.epoch < epochs and not (histories and self.keras_model.stop_training):
+            histories.append(fit(initial_epoch=self.epoch, epochs=epochs,
+                                 steps_per_epoch=steps))
+            # Counted, not set to `epochs`: early stopping ends before it.
+            self.epoch += len(histories[-1].epoch)
+        run.finish(self.keras_model)
+        history = histories[-1]
+        for earlier in reversed(histories[:-1]):
+            history.epoch = earlier.epoch + history.epoch
+            for key, values in earlier.history.items():
+                history.history[key] = values + history.history.get(key, [])
         return history
+
+    def _check_training(self, train_dataset, val_dataset, layers: str,
+                        layer_regex: str) -> None:
+        """The checks train() makes before anything is built or written."""
+        config = self.config
+        for name, dataset in (("training", train_dataset), ("validation", val_dataset)):
+            if dataset.num_classes > config.NUM_CLASSES:
+                raise ValueError(
+                    f"The {name} dataset has {dataset.num_classes} classes (background "
+                    f"included) but NUM_CLASSES is {config.NUM_CLASSES}: set NUM_CLASSES = "
+                    f"{dataset.num_classes} in the config.")
+        if config.IMAGE_RESIZE_MODE not in TRAINING_RESIZE_MODES:
+            raise ValueError(
+                f"IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r} cannot train: it keeps "
+                "each image's own size, so images of different sizes cannot be stacked "
+                f"into a batch of IMAGE_SHAPE {list(config.IMAGE_SHAPE)}. Use 'square' "
+                "(or 'crop') for training; 'pad64' and 'none' suit inference.")
+        names = weighted_layer_names(self.keras_model)
+        if not any(re.fullmatch(layer_regex, name) for name in names):
+            raise ValueError(
+                f"layers={layers!r} matches no weighted layer of the model (names such as "
+                f"{', '.join(names[:3])}, ...); use a preset {sorted(LAYER_PRESETS)} or a "
+                "regex matched against the full layer names.")
 
     # ------------------------------------------------------------------ weights
 
@@ -529,10 +623,13 @@ class MaskRCNN:
         self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
 
     def find_last(self) -> str:
-        """Path of the last checkpoint of the last training run of this config.
+        """Path of the last sound checkpoint of the last training run of this config.
+
+        A checkpoint that cannot be read whole or holds non-finite values is passed
+        over, with a warning, for the one before it.
 
         Raises:
-            FileNotFoundError: no run or no checkpoint in model_dir.
+            FileNotFoundError: no run or no sound checkpoint in model_dir.
         """
         name = (self.config.NAME or "mrcnn").lower()
         runs = sorted(d for d in glob.glob(os.path.join(self.model_dir, name + "*"))
@@ -546,11 +643,19 @@ class MaskRCNN:
                              if re.search(r"_\d{4}\.h5$", p))
         if not checkpoints:
             raise FileNotFoundError(f"No checkpoint mask_rcnn*.h5 in {runs[-1]!r}.")
-        return checkpoints[-1]
+        rejected = []
+        for path in reversed(checkpoints):
+            problem = checkpoint_problem(path)
+            if problem is None:
+                return path
+            warnings.warn(f"find_last: skipping {path}: {problem}", stacklevel=2)
+            rejected.append(f"{os.path.basename(path)}: {problem}")
+        raise FileNotFoundError(f"No sound checkpoint in {runs[-1]!r}: " + "; ".join(rejected))
 
 
 class ClassicCheckpoint(keras.callbacks.Callback):
-    """Saves the weights after every epoch in the classic HDF5 layout.
+    """Saves the weights after every epoch in the classic HDF5 layout, never
+    non-finite ones (NonFiniteLossError instead).
 
     Args:
         path_template: checkpoint path with an ``{epoch:04d}`` field, filled
@@ -562,4 +667,10 @@ class ClassicCheckpoint(keras.callbacks.Callback):
         self.path_template = path_template
 
     def on_epoch_end(self, epoch, logs=None):
+        bad = non_finite_weights(self.model)
+        if bad:
+            raise NonFiniteLossError(
+                f"Training stopped at the end of epoch {epoch + 1}: {len(bad)} weights hold "
+                f"NaN or infinite values (e.g. {bad[0]}); checkpoint not written. Lower the "
+                "learning rate and resume from the last checkpoint.")
         weight_files.save_weights(self.model, self.path_template.format(epoch=epoch + 1))

@@ -1,6 +1,6 @@
 """Weight files in the classic Keras 2 HDF5 layout: reading and writing.
 
-The layout (see shared/compat/keras2_h5_weight_layout.json): the root (or a
+The layout (see tests/data/keras2_h5_weight_layout.json): the root (or a
 ``model_weights`` group) has the attribute ``layer_names``; each layer has a
 group whose attribute ``weight_names`` lists its weights in order, stored as
 datasets at ``<layer>/<weight name>``. The nested RPN is one group,
@@ -62,6 +62,16 @@ def _classic_weight_names(layer) -> list[str]:
     return [f"{layer.name}/{w.name}:0" for w in layer.weights]
 
 
+def _open_h5(filepath: str) -> h5py.File:
+    """Opens an HDF5 file for reading; a file that is not one raises WeightFileError."""
+    try:
+        return h5py.File(filepath, "r")
+    except OSError as err:
+        raise WeightFileError(
+            f"{filepath} is not a readable HDF5 weight file (random bytes, truncated, or "
+            f"another format): {err}. Download or copy the .h5 file again.") from err
+
+
 def _open_weights_group(handle: h5py.File, filepath: str) -> h5py.Group:
     if "layer_names" not in handle.attrs and "model_weights" in handle:
         handle = handle["model_weights"]
@@ -100,7 +110,7 @@ def load_weights(model: keras.Model, filepath: str, by_name: bool = False,
     exclude = set(exclude or ())
     by_name = by_name or bool(exclude)
     model_layers = weighted_layers(model)
-    with h5py.File(filepath, "r") as handle:
+    with _open_h5(filepath) as handle:
         group = _open_weights_group(handle, filepath)
         file_layers = {}
         for name in map(_text, group.attrs["layer_names"]):
@@ -121,8 +131,16 @@ def load_weights(model: keras.Model, filepath: str, by_name: bool = False,
                 "architecture?")
         assignments = _matched_weights(group, model_layers, file_layers, report.loaded,
                                        filepath)
-        for variable, dataset in assignments:
-            variable.assign(np.asarray(dataset))
+        # Everything is read before anything is assigned: a truncated file fails here,
+        # with the model untouched.
+        try:
+            values = [np.asarray(dataset) for _, dataset in assignments]
+        except (OSError, KeyError, RuntimeError) as err:
+            raise WeightFileError(f"{filepath} is damaged (truncated or corrupt): reading "
+                                  f"its weights failed ({err}); nothing was loaded. "
+                                  "Download or copy the file again.") from err
+    for (variable, _), value in zip(assignments, values):
+        variable.assign(value)
     return report
 
 
@@ -142,7 +160,7 @@ def num_classes_in_file(filepath: str) -> int | None:
     """
     if not os.path.isfile(filepath):
         raise FileNotFoundError(f"No weight file at {filepath!r}.")
-    with h5py.File(filepath, "r") as handle:
+    with _open_h5(filepath) as handle:
         group = _open_weights_group(handle, filepath)
         if "mrcnn_class_logits" not in group:
             return None
