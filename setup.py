@@ -29,6 +29,6 @@ setup(
         # TensorFlow no longer brings it; train() writes TensorBoard logs.
         "tensorboard",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "albumentations"]},
     entry_points={"console_scripts": ["mrcnn=mrcnn.cli:main"]},
 )

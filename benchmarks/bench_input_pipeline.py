@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mrcnn.data import (DataGenerator, build_rpn_targets, load_image_gt,  # noqa: E402
                         load_training_example)
-from samples.shapes.shapes import ShapesConfig, ShapesDataset  # noqa: E402
+from mrcnn.datasets.shapes import ShapesConfig, ShapesDataset  # noqa: E402
 
 
 class Shapes512Config(ShapesConfig):

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.data import DataGenerator  # noqa: E402
 from mrcnn.model import LAYER_PRESETS, MaskRCNN  # noqa: E402
-from samples.shapes.shapes import ShapesDataset  # noqa: E402
+from mrcnn.datasets.shapes import ShapesDataset  # noqa: E402
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
     pipeline_rate = len(data) * args.batch / (time.perf_counter() - start)
 
     model = MaskRCNN("training", config, model_dir="/tmp/mrcnn_bench_logs")
-    model.set_trainable(LAYER_PRESETS["all"])
+    model.set_trainable(LAYER_PRESETS["all"], verbose=0)
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
     start = time.perf_counter()
     model.keras_model.train_on_batch(data[0])

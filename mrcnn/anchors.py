@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+# The classic helpers, re-exported by mrcnn.utils; anchor_settings and config_anchors are
+# this package's own.
 __all__ = ["generate_anchors", "generate_pyramid_anchors", "compute_backbone_shapes"]
 
 
@@ -89,3 +91,29 @@ def compute_backbone_shapes(config, image_shape: Sequence[int]) -> np.ndarray:
     return np.array([[int(math.ceil(image_shape[0] / stride)),
                       int(math.ceil(image_shape[1] / stride))]
                      for stride in config.BACKBONE_STRIDES])
+
+
+def anchor_settings(config, image_shape: Sequence[int]) -> dict:
+    """The :func:`generate_pyramid_anchors` arguments of a config, for one molded image shape.
+
+    The one recipe from config to anchors: the input pipeline, the training graph and
+    ``detect()`` all build their anchors from it.
+
+    Args:
+        config: a ``Config``; uses ``RPN_ANCHOR_SCALES``, ``RPN_ANCHOR_RATIOS``,
+            ``BACKBONE_STRIDES``, ``RPN_ANCHOR_STRIDE`` and the backbone settings.
+        image_shape: (height, width, ...) of the molded image.
+
+    Returns:
+        dict with ``scales``, ``ratios``, ``feature_shapes``, ``feature_strides`` and
+        ``anchor_stride``.
+    """
+    return {"scales": tuple(config.RPN_ANCHOR_SCALES), "ratios": tuple(config.RPN_ANCHOR_RATIOS),
+            "feature_shapes": compute_backbone_shapes(config, image_shape),
+            "feature_strides": tuple(config.BACKBONE_STRIDES),
+            "anchor_stride": config.RPN_ANCHOR_STRIDE}
+
+
+def config_anchors(config, image_shape: Sequence[int]) -> np.ndarray:
+    """[A, (y1, x1, y2, x2)] pixel anchors of a config for one molded image shape."""
+    return generate_pyramid_anchors(**anchor_settings(config, image_shape))

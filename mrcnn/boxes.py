@@ -9,14 +9,25 @@ same tie order); the graph side has its own TensorFlow versions in ``mrcnn.graph
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
 
+# An anchor (RPN targets, numpy) or a proposal (head targets, tf) whose IoU with a crowd box
+# reaches this is never a negative: the crowd may well hide an unlabelled object there.
+CROWD_IOU = 0.001
+
 __all__ = [
     "compute_iou", "compute_overlaps", "non_max_suppression", "apply_box_deltas",
     "box_refinement", "extract_bboxes", "norm_boxes", "denorm_boxes", "trim_zeros",
+    "MAX_LOG_SCALE",
 ]
+
+# Largest log(dh), log(dw) applied to a box (as Detectron2): a box grows at most 1000/16
+# times, so that a wild prediction cannot overflow exp() into inf and NaN boxes. Both the
+# numpy and the tf apply_box_deltas clamp here.
+MAX_LOG_SCALE = math.log(1000.0 / 16)
 
 
 def box_areas(boxes: np.ndarray) -> np.ndarray:
@@ -124,7 +135,8 @@ def apply_box_deltas(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
 
     Args:
         boxes: [N, (y1, x1, y2, x2)] boxes.
-        deltas: [N, (dy, dx, log(dh), log(dw))] refinements.
+        deltas: [N, (dy, dx, log(dh), log(dw))] refinements; log(dh) and log(dw)
+            are clamped at MAX_LOG_SCALE.
 
     Returns:
         [N, (y1, x1, y2, x2)] float32 refined boxes.
@@ -134,8 +146,8 @@ def apply_box_deltas(boxes: np.ndarray, deltas: np.ndarray) -> np.ndarray:
     # In-place updates keep float32 even for float64 deltas, as the classic code did.
     center_y += deltas[:, 0] * height
     center_x += deltas[:, 1] * width
-    height *= np.exp(deltas[:, 2])
-    width *= np.exp(deltas[:, 3])
+    height *= np.exp(np.minimum(deltas[:, 2], MAX_LOG_SCALE))
+    width *= np.exp(np.minimum(deltas[:, 3], MAX_LOG_SCALE))
     y1 = center_y - 0.5 * height
     x1 = center_x - 0.5 * width
     return np.stack([y1, x1, y1 + height, x1 + width], axis=1)

@@ -24,7 +24,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-from mrcnn import configs
+# Short local name: presets and config loading are used throughout the commands.
+from mrcnn import config_presets as configs
 from mrcnn.config import LOSS_NAMES
 from mrcnn.inference import collect_images, detect_files, evaluate, read_image
 from mrcnn.resources import (COCO_WEIGHTS_FILE, category_ids, coco_root_splits, json_source,
@@ -57,22 +58,18 @@ def note(text: str) -> None:
 def load_weights(model: MaskRCNN, spec: str) -> None:
     """Loads ``--weights`` into `model` by layer name, re-initializing the
     class-dependent heads when the file was trained for another class count."""
-    from mrcnn.weights import HEAD_LAYERS, num_classes_in_file
+    from mrcnn.weights import HEADS_IF_MISMATCH, num_classes_in_file
 
     path = weights_file(spec, model)
     if path is None:
         note("note: --weights none: the model starts from random weights")
         return
-    num_classes = model.config.NUM_CLASSES
-    file_classes = num_classes_in_file(path)
-    exclude = ()
-    if file_classes is not None and file_classes != num_classes:
-        exclude = HEAD_LAYERS
-        note(f"note: heads re-initialized: file has {file_classes} classes, "
-             f"config {num_classes}")
-    report = model.load_weights(path, by_name=True, exclude=exclude)
+    report = model.load_weights(path, by_name=True, exclude=HEADS_IF_MISMATCH)
+    if report.excluded:
+        note(f"note: heads re-initialized: file has {num_classes_in_file(path)} classes, "
+             f"config {model.config.NUM_CLASSES}")
     note(f"loaded {len(report.loaded)} layers from {path}")
-    random_layers = [n for n in report.not_in_file if n not in exclude]
+    random_layers = [n for n in report.not_in_file if n not in report.excluded]
     if model.mode == "inference" and random_layers:
         note(f"warning: {len(random_layers)} layers are not in {path} and keep random "
              f"weights (e.g. {', '.join(random_layers[:3])}); does the config's BACKBONE "
@@ -97,26 +94,28 @@ def base_config_class(args: argparse.Namespace, default: str | None = None,
 
 def detect_config_class(args: argparse.Namespace, weights_path: str | None,
                         settings: dict) -> tuple[type[Config], dict]:
-    """The config class for detection, and `settings` adjusted to the weight file.
-
-    Heads re-initialized for another class count would make every detection
-    meaningless, so the file's class count wins over the config's (not over an
-    explicit ``--set NUM_CLASSES``). Without --config, the default settings are
-    used: those of mask_rcnn_coco.h5 and of ``mrcnn train`` without --config.
+    """The config class for detection, and `settings` adjusted to the weight file
+    (its class count and backbone, see ``mrcnn.weights.settings_to_fit``). Without
+    --config, the default settings are used: those of mask_rcnn_coco.h5 and of
+    ``mrcnn train`` without --config.
     """
-    from mrcnn.weights import num_classes_in_file
+    from mrcnn.weights import settings_to_fit, weight_file_info
 
-    file_classes = num_classes_in_file(weights_path) if weights_path else None
-    if not args.config and file_classes is None:
+    info = weight_file_info(weights_path) if weights_path else None
+    if not args.config and (info is None or info.num_classes is None):
         raise UsageError("--config is required when --weights does not name a file with "
                          "class heads")
     base = configs.load_config_class(args.config) if args.config else configs.DatasetConfig
-    if file_classes not in (None, base.NUM_CLASSES) and "NUM_CLASSES" not in settings:
-        if args.config:
-            note(f"note: using the {file_classes} classes of {weights_path} "
-                 f"(config {base.NUM_CLASSES})")
-        settings = {**settings, "NUM_CLASSES": file_classes, "CLASS_NAMES": None}
-    return base, settings
+    fitted = settings_to_fit(info, base, settings) if info else {}
+    if args.config and "NUM_CLASSES" in fitted:
+        note(f"note: using the {fitted['NUM_CLASSES']} classes of {weights_path} "
+             f"(config {base.NUM_CLASSES})")
+    if "BACKBONE" in fitted:
+        note(f"note: using the {fitted['BACKBONE']} backbone of {weights_path} "
+             f"(config {base.BACKBONE})")
+    if "NUM_CLASSES" in fitted:
+        fitted["CLASS_NAMES"] = None
+    return base, {**settings, **fitted}
 
 
 def run_detect(args: argparse.Namespace) -> int:
@@ -147,12 +146,18 @@ def run_detect(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------- evaluate
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """``mrcnn evaluate``: COCO bbox / segm evaluation of a weight file."""
-    if args.dataset == "shapes":
-        raise UsageError("evaluate needs COCO-format data: --dataset COCO_DIR or --val-json")
+    """``mrcnn evaluate``: COCO bbox / segm evaluation of a weight file, and the report."""
     if args.dataset and args.val_json:
         raise UsageError("give either --dataset or --val-json")
-    if args.dataset:
+    coco = None
+    if args.dataset == "shapes":
+        # The validation images of `mrcnn train --dataset shapes` (same seed).
+        shapes_args = argparse.Namespace(**{**vars(args), "train_count": 0,
+                                            "val_count": args.count,
+                                            "steps_per_epoch": None, "val_steps": None})
+        train_config, _, dataset, _ = training_data(shapes_args)
+        split, base = "shapes_val", type(train_config)
+    elif args.dataset:
         subset = args.subset or coco_root_splits(args.year)[1]
         sources = [(args.dataset, subset, args.year, None)]
         split, base = f"{subset}{args.year}", base_config_class(args, "coco")
@@ -161,9 +166,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         split = os.path.splitext(os.path.basename(args.val_json))[0]
         base = base_config_class(args, json_path=args.val_json)
     else:
-        raise UsageError("give the data: --dataset COCO_DIR or --val-json")
+        raise UsageError("give the data: --dataset shapes, --dataset COCO_DIR or --val-json")
     weights_file(args.weights)
-    dataset, coco = load_coco_dataset(sources)
+    if args.dataset != "shapes":
+        dataset, coco = load_coco_dataset(sources)
     settings = {"NUM_CLASSES": dataset.num_classes, "CLASS_NAMES": dataset.class_names,
                 "DETECTION_MIN_CONFIDENCE": args.min_confidence,
                 **configs.parse_settings(args.set)}
@@ -192,15 +198,15 @@ def training_data(args: argparse.Namespace) -> tuple:
         if getattr(args, flag) is not None:
             settings[name] = getattr(args, flag)
     if args.dataset == "shapes":
-        shapes = configs.import_object("samples.shapes.shapes:SHAPES")
-        shapes_dataset = configs.import_object("samples.shapes.shapes:ShapesDataset")
+        from mrcnn.datasets.shapes import SHAPES, ShapesDataset
+
         config = configs.derive_config(base_config_class(args, "shapes"),
-                                       **{"NUM_CLASSES": 1 + len(shapes),
-                                          "CLASS_NAMES": ["BG", *shapes], **settings})
+                                       **{"NUM_CLASSES": 1 + len(SHAPES),
+                                          "CLASS_NAMES": ["BG", *SHAPES], **settings})
         height, width = config.IMAGE_SHAPE[:2]
         datasets = []
         for count, seed in ((args.train_count, 0), (args.val_count, 1)):
-            dataset = shapes_dataset()
+            dataset = ShapesDataset()
             dataset.load_shapes(count, int(height), int(width), seed=seed)
             dataset.prepare()
             datasets.append(dataset)
@@ -263,8 +269,9 @@ def run_train(args: argparse.Namespace) -> int:
     if bool(args.dataset) == bool(args.train_json and args.val_json):
         raise UsageError("give the data: --dataset shapes, --dataset COCO_DIR, or "
                          "--train-json and --val-json (one of them)")
-    if args.evaluate and args.dataset == "shapes":
-        raise UsageError("--evaluate needs COCO-format validation data, not shapes")
+    for flag in ("evaluate_every", "early_stop"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} takes a number of epochs >= 1")
     weights_file(args.weights)
     config, train_dataset, val_dataset, val_coco = training_data(args)
     if args.loss or args.metric or args.loss_weight:
@@ -288,7 +295,9 @@ def run_train(args: argparse.Namespace) -> int:
               f"learning rate {learning_rate * stage.lr_scale}")
         model.train(train_dataset, val_dataset, learning_rate * stage.lr_scale,
                     stage.epochs, stage.layers, augmentation=augmentation,
-                    workers=args.workers)
+                    workers=args.workers, evaluate_every=args.evaluate_every,
+                    evaluate_limit=args.limit or None, early_stop=args.early_stop,
+                    monitor=args.monitor, resume=not args.no_resume)
     checkpoint = model.checkpoint_path.format(epoch=model.epoch)
     print(f"last checkpoint: {checkpoint}")
     if args.evaluate:
@@ -425,9 +434,22 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--fliplr", type=float, default=0.5,
                        help="probability of a left-right flip (0: no augmentation)")
     group.add_argument("--workers", type=int, help="data-loading threads")
+    group.add_argument("--no-resume", action="store_true",
+                       help="start a new run even if the last run of this config was "
+                            "interrupted (by default the same command continues it)")
     group.add_argument("--evaluate", action="store_true",
                        help="afterwards, COCO bbox and segm evaluation of the last checkpoint "
                             "on the validation set")
+    group.add_argument("--evaluate-every", type=int, metavar="N",
+                       help="every N epochs, COCO evaluation on the validation set (--limit "
+                            "images): val_map50, val_map, val_mask_map50, val_mask_map in "
+                            "the logs, best checkpoint mask_rcnn_<name>_best.h5")
+    group.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                       help="stop when the monitored value has not improved for PATIENCE "
+                            "epochs")
+    group.add_argument("--monitor", metavar="NAME",
+                       help="value that picks the best checkpoint and stops early "
+                            "(default: val_mask_map50 with --evaluate-every, else val_loss)")
     group = train.add_argument_group("losses and monitors (see the README's 'Losses' section)")
     group.add_argument("--loss", action="append", default=[], metavar="NAME=SPEC",
                        help="a head's loss (NAME rpn_class_loss, rpn_bbox_loss, "
@@ -447,10 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate_parser = commands.add_parser(
         "evaluate", parents=[common, data], formatter_class=_Formatter,
-        help="COCO evaluation (bbox, segm) on COCO-format data",
+        help="COCO evaluation (bbox, segm) and report, on COCO-format data or shapes",
         description="Evaluate a weight file with the COCO metrics: prints the 12 summary "
                     "numbers and the per-class AP, and writes the detections (COCO results "
-                    "JSON) and the statistics to --out. The classes come from the JSON.",
+                    "JSON) and the statistics to --out. The classes come from the JSON. "
+                    "Also writes a report there: the confusion matrix over classes and "
+                    "background at mask IoU 0.5 (CSV, PNG), precision-recall curves per "
+                    "class (PNG) and the images with most errors, ground truth beside "
+                    "detections (PNG).",
         epilog="examples:\n"
                "  mrcnn evaluate --config coco --weights coco --dataset /data/coco "
                "--year 2017 --limit 500\n"
@@ -458,6 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
                "--val-json data/val.json")
     evaluate_parser.add_argument("--subset", help="COCO subset with --dataset "
                                  "(default: val, or minival for 2014)")
+    evaluate_parser.add_argument("--count", type=int, default=50,
+                                 help="images, with --dataset shapes (those that 'mrcnn "
+                                      "train --dataset shapes' validates on)")
     evaluate_parser.add_argument("--eval-type", choices=("bbox", "segm", "both"),
                                  default="both")
     evaluate_parser.add_argument("--min-confidence", type=float, default=0.0, metavar="X",

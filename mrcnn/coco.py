@@ -15,27 +15,21 @@ Shapes: H, W image height and width; N instances (or detections) in an image.
 """
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import json
 import os
 import tempfile
-import time
 import warnings
 from typing import Any, Sequence
 
 import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
 from mrcnn.coco_format import find_coco_files, read_coco, segmentation_to_rle
 from mrcnn.dataset import Dataset
-from mrcnn.progress import Progress
-
-STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
-              "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+from mrcnn.evaluation import STAT_NAMES  # noqa: F401  (its classic home)
+from mrcnn.evaluation import (EVAL_TYPES, coco_result, coco_results, detect_dataset,
+                              encode_masks, ground_truth, run_cocoeval, summarize)
 
 
 class CocoDataset(Dataset):
@@ -211,20 +205,16 @@ class CocoDataset(Dataset):
         info = self._image(image_id)
         if info["source"] != "coco":
             return super().load_image(image_id)
-        # Imported here, as in the base class, so that importing this module stays light.
-        import skimage.io
-
-        from mrcnn.images import to_rgb
+        from mrcnn.image_io import ImageReadError, read_image
 
         path = info["path"]
         try:
-            image = skimage.io.imread(path)
-        except Exception as err:  # imageio's plugins raise many types for a bad file
+            image = read_image(path)
+        except ImageReadError as err:
             hint = ("; pass skip_unreadable=True to load_coco to drop missing files"
                     if not os.path.exists(path) else "")
-            raise OSError(f"cannot read image file {path} (COCO image id {info['id']}, "
-                          f"dataset image id {image_id}): {err}{hint}") from err
-        image = to_rgb(image)
+            raise ImageReadError(f"{err} (COCO image id {info['id']}, dataset image id "
+                                 f"{image_id}){hint}") from err
         if image.shape[:2] != (info["height"], info["width"]):
             raise ValueError(f"image file {path} is {image.shape[1]}x{image.shape[0]} "
                              f"(width x height) but its annotations say "
@@ -284,20 +274,15 @@ def build_coco_results(dataset: Dataset, image_ids: int | Sequence[int],
     for image_id, boxes, ids, confidences, image_masks in zip(image_ids, rois, class_ids,
                                                               scores, masks):
         info = dataset.image_info[int(image_id)]
+        rles = [None] * len(boxes)
         if image_masks is not None:
             _check_mask_shape(image_masks, info, len(boxes))
-        for i, (y1, x1, y2, x2) in enumerate(np.asarray(boxes, np.float64)):
-            result = {
-                "image_id": info["id"],
-                "category_id": dataset.get_source_class_id(int(ids[i]), "coco"),
-                "bbox": [float(round(v, 1)) for v in (x1, y1, x2 - x1, y2 - y1)],
-                "score": float(confidences[i]),
-            }
-            if image_masks is not None:
-                rle = mask_utils.encode(np.asfortranarray(image_masks[:, :, i], np.uint8))
-                rle["counts"] = rle["counts"].decode("ascii")
-                result["segmentation"] = rle
-            results.append(result)
+            rles = encode_masks(image_masks)
+        for box, class_id, score, rle in zip(np.asarray(boxes, np.float64), ids,
+                                             confidences, rles):
+            results.append(coco_result(info["id"],
+                                       dataset.get_source_class_id(int(class_id), "coco"),
+                                       box, score, rle))
     return results
 
 
@@ -307,6 +292,8 @@ def evaluate_coco(model: Any, dataset: Dataset, coco: COCO, eval_type: str = "bb
                   batch_size: int | None = None, verbose: int = 1) -> dict:
     """Runs `model` over dataset images and scores the detections with COCOeval.
 
+    The two steps of :mod:`mrcnn.evaluation` in one call: ``detect_dataset`` then
+    ``score_detections``; use those to score one detection pass several ways.
     Only the dataset's classes are scored (``params.catIds``), so a model
     trained on a few COCO categories is not charged for the others. Note that
     pycocotools' "segm" evaluation rewrites the ground-truth segmentations in
@@ -340,90 +327,35 @@ def evaluate_coco(model: Any, dataset: Dataset, coco: COCO, eval_type: str = "bb
     Raises:
         ValueError: unknown `eval_type`, or images / classes that `coco` lacks.
     """
-    if eval_type not in ("bbox", "segm"):
+    if eval_type not in EVAL_TYPES:
         raise ValueError(f"eval_type must be 'bbox' or 'segm', got {eval_type!r}")
     image_ids = list(dataset.image_ids if image_ids is None else image_ids)
     if limit:
         image_ids = image_ids[:limit]
-    coco_ids = [dataset.image_info[i]["id"] for i in image_ids]
-    unknown = [c for c in coco_ids if c not in coco.imgs]
-    if unknown:
-        raise ValueError(f"{len(unknown)} images (COCO ids {unknown[:5]}) are not in the "
-                         "given COCO ground truth; pass the COCO object that load_coco "
-                         "returned for this dataset")
-    cat_ids = sorted(info["id"] for info in dataset.class_info
-                     if info["source"] == "coco" and info["id"] in coco.cats)
-    if not cat_ids:
-        raise ValueError("none of the dataset's classes is a category of the COCO ground "
-                         "truth (are they of source 'coco'?)")
-    batch_size = batch_size or model.config.BATCH_SIZE
-
-    results, start_time, detect_time = [], time.perf_counter(), 0.0
-    progress = Progress(len(image_ids), "detect", enabled=bool(verbose))
-    for start in range(0, len(image_ids), batch_size):
-        batch = image_ids[start:start + batch_size]
-        images = [dataset.load_image(i) for i in batch]
-        tic = time.perf_counter()
-        detections = model.detect(images)
-        detect_time += time.perf_counter() - tic
-        for image_id, r in zip(batch, detections):
-            results.extend(build_coco_results(dataset, [image_id], r["rois"], r["class_ids"],
-                                              r["scores"], r["masks"]))
-        progress.update(start + len(batch))
-
-    if results_path is None:
-        handle, results_path = tempfile.mkstemp(prefix=f"mrcnn_coco_{eval_type}_",
-                                                suffix=".json")
-        os.close(handle)
-    results_path = os.fspath(results_path)
-    with open(results_path, "w", encoding="utf-8") as f:
-        json.dump(results, f)
-
-    with _quiet(not verbose):
-        # loadRes cannot take an empty list; scoring an empty result set gives the true zeros.
-        detections = coco.loadRes(results) if results else _empty_results(coco)
-        evaluator = COCOeval(coco, detections, eval_type)
-        evaluator.params.imgIds = coco_ids
-        evaluator.params.catIds = cat_ids
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    if verbose:
-        per_image = detect_time / max(len(image_ids), 1)
-        print(f"Prediction time: {detect_time:.1f} s ({per_image:.2f} s/image); total "
-              f"{time.perf_counter() - start_time:.1f} s; results in {results_path}")
-
-    stats: dict[str, Any] = {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
-    stats["per_class_ap"] = _per_class_ap(evaluator, dataset)
+    truth = ground_truth(dataset, image_ids, coco)
+    detections = detect_dataset(model, dataset, image_ids, batch_size=batch_size,
+                                verbose=verbose)
+    results = coco_results(detections, truth)
+    results_path = write_results(results, results_path, eval_type)
+    evaluator = run_cocoeval(results, truth, eval_type, verbose)
+    stats = summarize(evaluator, truth, dataset.class_names)
     stats["results_path"] = results_path
+    if verbose:
+        print(f"results in {results_path}")
     return stats
 
 
-def _per_class_ap(evaluator: COCOeval, dataset: Dataset) -> dict[str, float]:
-    # precision: [iou thresholds, recall thresholds, classes, area ranges, max dets]; area
-    # range 0 is "all" and the last max-dets is 100, the slice the "AP" summary averages.
-    precision = evaluator.eval["precision"]
-    per_class = {}
-    for k, cat_id in enumerate(evaluator.params.catIds):
-        values = precision[:, :, k, 0, -1]
-        values = values[values > -1]
-        name = dataset.class_names[dataset.map_source_class_id(f"coco.{cat_id}")]
-        per_class[name] = float(values.mean()) if values.size else float("nan")
-    return per_class
-
-
-def _empty_results(coco: COCO) -> COCO:
-    results = COCO()
-    results.dataset = {"images": list(coco.dataset["images"]),
-                       "categories": copy.deepcopy(coco.dataset["categories"]),
-                       "annotations": []}
-    results.createIndex()
-    return results
-
-
-def _quiet(quiet: bool):
-    """Silences pycocotools' prints to stdout when `quiet`."""
-    return contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext()
+def write_results(results: list[dict], path: str | os.PathLike | None = None,
+                  eval_type: str = "bbox") -> str:
+    """Writes COCO-format results as JSON to `path` (default: a new
+    ``mrcnn_coco_{eval_type}_*.json`` in the system temp folder); returns the path."""
+    if path is None:
+        handle, path = tempfile.mkstemp(prefix=f"mrcnn_coco_{eval_type}_", suffix=".json")
+        os.close(handle)
+    path = os.fspath(path)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(results, f)
+    return path
 
 
 def _check_mask_shape(masks: np.ndarray, info: dict, count: int) -> None:

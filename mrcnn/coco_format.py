@@ -38,8 +38,13 @@ def read_coco(json_path: str) -> COCO:
         The pycocotools ``COCO`` object, with iscrowd, area and bbox filled in
         where the file left them out.
     """
-    with open(json_path, encoding="utf-8") as f:
-        data = json.load(f)
+    try:
+        with open(json_path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{json_path} is not a COCO annotations file: it is not valid "
+                         f"UTF-8 JSON ({err}). Check that the file is complete and is the "
+                         "instances_*.json of the dataset") from err
     check_coco(data, json_path)
     coco = COCO()
     coco.dataset = data

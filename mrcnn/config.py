@@ -18,6 +18,8 @@ import inspect
 
 import numpy as np
 
+from mrcnn.image_meta import meta_size
+
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
@@ -26,6 +28,12 @@ BUILTIN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 # Every level of the feature pyramid halves the image: inputs must divide by 2**6.
 IMAGE_DIVISOR = 64
+
+
+def divisible_size(size: int) -> int:
+    """The smallest image side >= `size` that the feature pyramid can halve 6 times
+    (a multiple of IMAGE_DIVISOR); equal to `size` exactly when `size` fits."""
+    return -(-int(size) // IMAGE_DIVISOR) * IMAGE_DIVISOR
 
 
 class ConfigError(ValueError):
@@ -49,6 +57,9 @@ class Config:
     # steps run at the end of every epoch.
     STEPS_PER_EPOCH = 1000
     VALIDATION_STEPS = 50
+    # Steps between saves of the resume state (train_state.npz, see mrcnn.checkpoints)
+    # within an epoch; None saves it at the end of every epoch only.
+    TRAIN_STATE_STEPS = None
 
     # "resnet50", "resnet101" (the classic weight files), the lighter
     # "resnet18" / "resnet34", or a callable
@@ -177,9 +188,7 @@ class Config:
         else:
             self.IMAGE_SHAPE = np.array([self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM,
                                          self.IMAGE_CHANNEL_COUNT])
-        # image_id, original shape (3), molded shape (3), window (4), scale (1),
-        # active class ids (NUM_CLASSES).
-        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.IMAGE_META_SIZE = meta_size(self.NUM_CLASSES)
         self.validate()
 
     def validate(self) -> None:
@@ -201,16 +210,18 @@ class Config:
         if self.IMAGE_RESIZE_MODE not in RESIZE_MODES:
             fail("IMAGE_RESIZE_MODE", f"is {self.IMAGE_RESIZE_MODE!r}, an unknown mode",
                  f"Use one of {', '.join(map(repr, RESIZE_MODES))}.")
-        if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MAX_DIM % IMAGE_DIVISOR:
+        if (self.IMAGE_RESIZE_MODE == "square"
+                and divisible_size(self.IMAGE_MAX_DIM) != self.IMAGE_MAX_DIM):
             fail("IMAGE_MAX_DIM", f"is {self.IMAGE_MAX_DIM}, not a multiple of "
                  f"{IMAGE_DIVISOR}, so square images cannot be halved 6 times",
                  f"Use a multiple of {IMAGE_DIVISOR}, e.g. "
-                 f"{_round_up(self.IMAGE_MAX_DIM, IMAGE_DIVISOR)}.")
-        if self.IMAGE_RESIZE_MODE in ("crop", "pad64") and self.IMAGE_MIN_DIM % IMAGE_DIVISOR:
+                 f"{divisible_size(self.IMAGE_MAX_DIM)}.")
+        if (self.IMAGE_RESIZE_MODE in ("crop", "pad64")
+                and divisible_size(self.IMAGE_MIN_DIM) != self.IMAGE_MIN_DIM):
             fail("IMAGE_MIN_DIM", f"is {self.IMAGE_MIN_DIM}, not a multiple of "
                  f"{IMAGE_DIVISOR}, which mode {self.IMAGE_RESIZE_MODE!r} requires",
                  f"Use a multiple of {IMAGE_DIVISOR}, e.g. "
-                 f"{_round_up(self.IMAGE_MIN_DIM, IMAGE_DIVISOR)}.")
+                 f"{divisible_size(self.IMAGE_MIN_DIM)}.")
         if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM:
             fail("IMAGE_MIN_DIM", f"({self.IMAGE_MIN_DIM}) is larger than IMAGE_MAX_DIM "
                  f"({self.IMAGE_MAX_DIM})", "Make IMAGE_MIN_DIM <= IMAGE_MAX_DIM.")
@@ -270,7 +281,3 @@ class Config:
         for name, value in sorted(self.to_dict().items()):
             print(f"{name:30} {value}")
         print("\n")
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple

@@ -25,8 +25,10 @@ from typing import Callable, NamedTuple, Sequence
 import keras
 import numpy as np
 
-from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
-from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
+from mrcnn.anchors import config_anchors
+from mrcnn.augmentation import apply_augmentation
+from mrcnn.boxes import CROWD_IOU, box_refinement, compute_overlaps, extract_bboxes
+from mrcnn.image_io import ImageReadError, to_model_image
 from mrcnn.images import (compose_image_meta, minimize_mask, mold_image, resize_image,
                           resize_mask)
 
@@ -38,10 +40,7 @@ logger = logging.getLogger(__name__)
 # IoU at or above which an anchor is positive, and below which it is negative (classic).
 RPN_POSITIVE_IOU = 0.7
 RPN_NEGATIVE_IOU = 0.3
-# An anchor that touches a crowd box at least this much is never a negative: the crowd
-# may well hide an object there.
-CROWD_IOU = 0.001
-# Consecutive images that fail to load before the generator gives up: one broken file
+# Consecutive unreadable image files before the generator gives up: one broken file
 # should not end a long training run, but a broken dataset must not loop silently.
 MAX_CONSECUTIVE_ERRORS = 5
 
@@ -49,7 +48,7 @@ AugmentFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class AugmentationError(ValueError):
-    """An augmentation changed the shape or dtype of the image or the masks."""
+    """An augmentation failed, or changed the shape or dtype of the image or the masks."""
 
 
 class Augmenter:
@@ -59,16 +58,10 @@ class Augmenter:
     the image only. Random draws are made in the same order on every call, so a seed fixes
     the whole sequence.
 
-    Any callable ``(image, masks) -> (image, masks)`` works as ``augmentation`` too, which is
-    how other libraries plug in. With albumentations, for example::
-
-        transform = A.Compose([A.HorizontalFlip(p=0.5), A.RandomBrightnessContrast(p=0.2)])
-        def augmentation(image, masks):
-            out = transform(image=image, mask=masks.astype(np.uint8))
-            return out["image"], out["mask"].astype(bool)
-
-    Such callables must keep the shapes (no resizing or cropping): resizing belongs to
-    ``IMAGE_RESIZE_MODE``.
+    imgaug augmenters, albumentations transforms and any callable
+    ``(image, masks) -> (image, masks)`` work as ``augmentation`` too (see
+    ``mrcnn.augmentation``). They must keep the shapes (no resizing or cropping): resizing
+    belongs to ``IMAGE_RESIZE_MODE``.
     """
 
     def __init__(self, fliplr: float = 0.5, flipud: float = 0.0, rot90: bool = False,
@@ -135,11 +128,17 @@ class Augmenter:
 
 def _augment(augmentation: AugmentFn, image: np.ndarray, masks: np.ndarray,
              rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-    """Runs an augmentation and checks that it kept the shapes and the image dtype."""
-    if isinstance(augmentation, Augmenter):
-        new_image, new_masks = augmentation(image, masks, rng=rng)
-    else:
-        new_image, new_masks = augmentation(image, masks)
+    """Runs an augmentation and checks that it kept the shapes and the image dtype.
+
+    Any kind of augmenter of ``mrcnn.augmentation`` works. What it raises is re-raised as
+    an AugmentationError (its own traceback chained), which the data generators never
+    take for a broken image.
+    """
+    try:
+        new_image, new_masks = apply_augmentation(augmentation, image, masks, rng)
+    except Exception as error:
+        raise AugmentationError(f"augmentation {augmentation!r} failed: "
+                                f"{type(error).__name__}: {error}") from error
     new_image, new_masks = np.asarray(new_image), np.asarray(new_masks)
     if new_image.shape != image.shape or new_masks.shape != masks.shape:
         raise AugmentationError(
@@ -182,11 +181,28 @@ def load_image_gt(dataset, config, image_id: int, augmentation: AugmentFn | None
 
     Raises:
         AugmentationError: the augmentation changed a shape or the image dtype.
+        mrcnn.image_io.ImageReadError: the image file cannot be read (an OSError of
+            ``dataset.load_image`` is raised as one).
+        ValueError: the image does not fit the model (see ``mrcnn.image_io``), the masks
+            are not [H, W, N] of the image's size with one class id each, or a class id
+            (sign aside, for crowds) is outside 1..NUM_CLASSES-1.
     """
     if use_mini_mask is None:
         use_mini_mask = config.USE_MINI_MASK
-    image = dataset.load_image(image_id)
+    path = dataset.image_info[image_id].get("path")
+    name = f"image {image_id}" + (f" ({path})" if path else "")
+    try:
+        image = dataset.load_image(image_id)
+    except OSError as err:
+        # A load_image of the user's own that fails to read a file counts as unreadable
+        # too (the generator skips those); an OSError of load_mask does not.
+        if isinstance(err, ImageReadError):
+            raise
+        raise ImageReadError(f"{name}: {type(err).__name__}: {err}") from err
+    image = to_model_image(image, name, config.IMAGE_CHANNEL_COUNT)
     masks, class_ids = dataset.load_mask(image_id)
+    masks, class_ids = np.asarray(masks), np.asarray(class_ids)
+    _check_ground_truth(name, image.shape, masks, class_ids, config.NUM_CLASSES)
     original_shape = image.shape
     image, window, scale, padding, crop = resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
@@ -211,6 +227,25 @@ def load_image_gt(dataset, config, image_id: int, augmentation: AugmentFn | None
     image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale,
                                     active_class_ids)
     return image, image_meta, class_ids, bbox, masks
+
+
+def _check_ground_truth(name: str, image_shape: tuple, masks: np.ndarray,
+                        class_ids: np.ndarray, num_classes: int) -> None:
+    """Raises ValueError naming the image when load_mask's output cannot be trained on."""
+    fix = "check load_mask(), which returns (bool [H, W, N] masks, int32 [N] class ids)"
+    if masks.ndim != 3 or masks.shape[:2] != image_shape[:2]:
+        raise ValueError(f"{name}: masks of shape {masks.shape} for an image of shape "
+                         f"{image_shape}; they must be [{image_shape[0]}, {image_shape[1]}, "
+                         f"instances]: {fix}")
+    if class_ids.shape != (masks.shape[2],):
+        raise ValueError(f"{name}: {masks.shape[2]} masks but class ids of shape "
+                         f"{class_ids.shape}; give one class id per mask: {fix}")
+    # Crowds carry the negative of their class id.
+    bad = class_ids[(np.abs(class_ids) < 1) | (np.abs(class_ids) >= num_classes)]
+    if bad.size:
+        raise ValueError(f"{name}: class id {int(bad[0])} is outside 1..{num_classes - 1} "
+                         f"(NUM_CLASSES={num_classes}, background 0 excluded): set "
+                         "NUM_CLASSES to the dataset's num_classes, or fix load_mask()")
 
 
 def _subsample(indices: np.ndarray, keep: int, rng: np.random.Generator) -> np.ndarray:
@@ -351,8 +386,10 @@ class DataGenerator(keras.utils.PyDataset):
     anew (reshuffled in :meth:`on_epoch_end`), so every batch has ``B`` images. An image
     with no instance of a positive class is
     replaced by the next image of the order, unless ``negative_images`` is set. An image
-    that fails to load is logged and replaced the same way; ``MAX_CONSECUTIVE_ERRORS``
-    failures in a row re-raise the error.
+    whose file cannot be read (``mrcnn.image_io.ImageReadError``) is logged with its id and
+    path and replaced the same way; the count is logged at the end of the epoch, and
+    ``MAX_CONSECUTIVE_ERRORS`` failures in a row re-raise the error. Any other error (in
+    ``load_mask``, an augmentation, a check of the ground truth) propagates.
 
     Each item is ``(inputs,)`` (no targets: the losses are part of the model), inputs being
     the tuple ``(input_image float32 [B, h, w, 3], input_image_meta float32 [B, META],
@@ -408,16 +445,17 @@ class DataGenerator(keras.utils.PyDataset):
         # own generator from (seed, epoch, index), whatever worker builds them.
         self.seed = np.random.SeedSequence(seed).entropy
         self.epoch = 0
-        self.anchors = generate_pyramid_anchors(
-            config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-            compute_backbone_shapes(config, config.IMAGE_SHAPE), config.BACKBONE_STRIDES,
-            config.RPN_ANCHOR_STRIDE)
+        # Batches of the current epoch already trained on (see start_at).
+        self.first_batch = 0
+        # Image ids skipped this epoch (unreadable files), reported at its end.
+        self.skipped: list[int] = []
+        self.anchors = config_anchors(config, config.IMAGE_SHAPE)
         self.epoch_order = self._epoch_order()
 
     def _epoch_order(self) -> np.ndarray:
         """[P * images] image ids: P passes, enough for all the epoch's batches."""
         ids = np.asarray(self.dataset.image_ids)
-        passes = math.ceil(len(self) * self.config.BATCH_SIZE / len(ids))
+        passes = math.ceil(self._epoch_length() * self.config.BATCH_SIZE / len(ids))
         if not self.shuffle:
             return np.tile(ids, passes)
         # The 0 (here) and 1 (batches) keep the shuffling and the batches' random streams
@@ -427,12 +465,29 @@ class DataGenerator(keras.utils.PyDataset):
             for p in range(passes)])
 
     def __len__(self) -> int:
+        return self._epoch_length() - self.first_batch
+
+    def _epoch_length(self) -> int:
         if self.steps_per_epoch:
             return self.steps_per_epoch
         return math.ceil(len(self.dataset.image_ids) / self.config.BATCH_SIZE)
 
+    def start_at(self, epoch: int, batch: int = 0) -> None:
+        """Makes the next batches those of ``epoch`` (0-based) from ``batch`` on, as an
+        uninterrupted run would have drawn them: resuming. Until the epoch ends,
+        ``len(self)`` counts the batches left and index 0 is batch ``batch``."""
+        self.epoch = epoch
+        self.epoch_order = self._epoch_order()
+        self.first_batch = batch
+
     def on_epoch_end(self) -> None:
-        """Moves to the next epoch and reshuffles."""
+        """Reports the images skipped in the epoch, moves to the next one and reshuffles."""
+        if self.skipped:
+            logger.warning("Epoch %d: %d images skipped because their file could not be "
+                           "read (image ids %s); see the log above", self.epoch + 1,
+                           len(self.skipped), sorted(set(self.skipped)))
+        self.skipped = []
+        self.first_batch = 0
         self.epoch += 1
         self.epoch_order = self._epoch_order()
 
@@ -451,6 +506,7 @@ class DataGenerator(keras.utils.PyDataset):
         """
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range: the generator has {len(self)}")
+        index += self.first_batch
         rng = np.random.default_rng([self.seed, self.epoch, 1, index])
         examples = []
         position = index * self.config.BATCH_SIZE
@@ -469,13 +525,16 @@ class DataGenerator(keras.utils.PyDataset):
             try:
                 example = self._load(image_id, rng)
                 errors = 0
-            except AugmentationError:
-                raise
-            except Exception:
+            except ImageReadError as err:
+                # Only unreadable files are skipped: an error in the user's load_mask or
+                # augmentation surfaces with its own traceback.
                 errors += 1
                 misses += 1
-                logger.exception("Skipping image %d (%s): loading it failed", image_id,
-                                 self.dataset.image_reference(image_id))
+                self.skipped.append(image_id)
+                where = [self.dataset.image_info[image_id].get("path"),
+                         self.dataset.image_reference(image_id)]
+                logger.error("Skipping image %d (%s): %s", image_id,
+                             ", ".join(str(w) for w in where if w) or "no path", err)
                 if errors >= MAX_CONSECUTIVE_ERRORS:
                     raise
                 continue

@@ -295,28 +295,28 @@ class Dataset:
     def load_image(self, image_id: int) -> np.ndarray:
         """Reads the image file at ``image_info[image_id]["path"]``.
 
-        Grayscale images are repeated to 3 channels and an alpha channel is
-        dropped. As in the classic API the values are returned as read: an
-        8-bit file gives uint8, a 16-bit file gives uint16 (not rescaled;
-        convert it yourself, or override this method, if the model should see
-        8-bit values).
+        The policy of :mod:`mrcnn.image_io`: grayscale is repeated to 3
+        channels, an alpha channel dropped, 16-bit values scaled to 8 bits
+        (``round(v / 257)``), so that training and ``detect()`` see the same
+        values.
 
         Args:
             image_id: internal image id.
 
         Returns:
-            image: [H, W, 3], uint8 for 8-bit files.
-        """
-        # skimage.io and images (scipy) are imported here so that `import mrcnn` stays light.
-        import skimage.io
+            image: [H, W, 3] uint8 (float32 in 0..255 for a floating-point file).
 
-        from mrcnn.images import to_rgb
+        Raises:
+            mrcnn.image_io.ImageReadError: the file is missing or unreadable.
+            ValueError: no path, or content the model cannot take.
+        """
+        from mrcnn.image_io import read_image
 
         info = self._image(image_id)
         if info["path"] is None:
             raise ValueError(f"image {image_id} has no path: {type(self).__name__} must "
                              "override load_image() for images that are not files")
-        return to_rgb(skimage.io.imread(info["path"]))
+        return read_image(info["path"])
 
     def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """The instance masks of an image. Every dataset must override this.

@@ -1,4 +1,6 @@
-"""Image and mask preparation: resize/pad/crop, mini-masks, molding, image meta.
+"""Image and mask preparation: resize/pad/crop, mini-masks, molding.
+
+The image meta lives in :mod:`mrcnn.image_meta` (re-exported here).
 
 Shape shorthand: ``H, W`` image height and width, ``C`` channels, ``N`` instances. Boxes are
 ``(y1, x1, y2, x2)`` in pixels with exclusive ``y2``/``x2``. Masks are ``[H, W, N]`` with one
@@ -14,7 +16,9 @@ import numpy as np
 import scipy.ndimage
 import skimage.transform
 
-from mrcnn.config import RESIZE_MODES
+from mrcnn.config import IMAGE_DIVISOR, RESIZE_MODES, divisible_size
+# The image meta has its own module; these names stay importable from here.
+from mrcnn.image_meta import compose_image_meta, parse_image_meta  # noqa: F401
 
 __all__ = [
     "resize", "resize_image", "resize_mask", "minimize_mask", "expand_mask", "box_mask",
@@ -102,9 +106,9 @@ def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | N
         return image, window, scale, padding, crop
     if mode == "square" and not max_dim:
         raise ValueError("Resize mode 'square' needs max_dim (IMAGE_MAX_DIM)")
-    if mode == "pad64" and (min_dim is None or min_dim % 64):
+    if mode == "pad64" and (min_dim is None or divisible_size(min_dim) != min_dim):
         raise ValueError(f"Resize mode 'pad64' needs min_dim (IMAGE_MIN_DIM) to be a multiple "
-                         f"of 64, got {min_dim}")
+                         f"of {IMAGE_DIVISOR}, got {min_dim}")
     if mode == "crop" and not min_dim:
         raise ValueError("Resize mode 'crop' needs min_dim (IMAGE_MIN_DIM), the crop size")
 
@@ -125,9 +129,8 @@ def resize_image(image: np.ndarray, min_dim: int | None = None, max_dim: int | N
         top, bottom = _centered_pad(h, max_dim)
         left, right = _centered_pad(w, max_dim)
     elif mode == "pad64":
-        # -size % 64 is the distance to the next multiple of 64 (0 when divisible).
-        top, bottom = _centered_pad(h, h + -h % 64)
-        left, right = _centered_pad(w, w + -w % 64)
+        top, bottom = _centered_pad(h, divisible_size(h))
+        left, right = _centered_pad(w, divisible_size(w))
     else:  # crop; the scale above made the short side at least min_dim, so the crop fits.
         y = random.randint(0, h - min_dim)
         x = random.randint(0, w - min_dim)
@@ -269,47 +272,6 @@ def unmold_image(normalized_images: np.ndarray, config) -> np.ndarray:
         [..., C] uint8 images.
     """
     return (normalized_images + config.MEAN_PIXEL).astype(np.uint8)
-
-
-def compose_image_meta(image_id: int, original_image_shape: Sequence[int],
-                       image_shape: Sequence[int], window: Sequence[int], scale: float,
-                       active_class_ids: Sequence[int]) -> np.ndarray:
-    """Pack the attributes of one image into a 1-D array (the model's ``input_image_meta``).
-
-    Args:
-        image_id: the image's index in its dataset.
-        original_image_shape: (H, W, C) before resizing and padding.
-        image_shape: (H, W, C) after resizing and padding.
-        window: (y1, x1, y2, x2) of the image content in the padded image, in pixels.
-        scale: resize factor applied to the original image.
-        active_class_ids: [NUM_CLASSES] 1 for the classes of the image's dataset, else 0.
-
-    Returns:
-        [1 + 3 + 3 + 4 + 1 + NUM_CLASSES] array.
-    """
-    return np.array([image_id] + list(original_image_shape) + list(image_shape)
-                    + list(window) + [scale] + list(active_class_ids))
-
-
-def parse_image_meta(meta: np.ndarray) -> dict:
-    """Unpack a batch of image meta arrays (the inverse of :func:`compose_image_meta`).
-
-    Args:
-        meta: [batch, meta length] arrays from :func:`compose_image_meta`.
-
-    Returns:
-        dict with ``image_id`` [batch] int32, ``original_image_shape`` [batch, 3] int32,
-        ``image_shape`` [batch, 3] int32, ``window`` [batch, (y1, x1, y2, x2)] int32,
-        ``scale`` [batch] float32 and ``active_class_ids`` [batch, NUM_CLASSES] int32.
-    """
-    return {
-        "image_id": meta[:, 0].astype(np.int32),
-        "original_image_shape": meta[:, 1:4].astype(np.int32),
-        "image_shape": meta[:, 4:7].astype(np.int32),
-        "window": meta[:, 7:11].astype(np.int32),
-        "scale": meta[:, 11].astype(np.float32),
-        "active_class_ids": meta[:, 12:].astype(np.int32),
-    }
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:

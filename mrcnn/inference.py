@@ -1,4 +1,5 @@
-"""Inference over collections: image files to overlays and results, datasets to COCO scores.
+"""Inference over collections: image files to overlays and results, datasets to COCO
+scores and an evaluation report.
 
 The work behind ``mrcnn detect`` and ``mrcnn evaluate``, usable from Python::
 
@@ -16,10 +17,11 @@ import io
 import json
 import math
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from mrcnn.image_io import UINT16_TO_UINT8, read_raw_image, to_model_image
 from mrcnn.progress import Progress
 
 if TYPE_CHECKING:  # the model module imports TensorFlow
@@ -29,8 +31,6 @@ if TYPE_CHECKING:  # the model module imports TensorFlow
     from mrcnn.model import MaskRCNN
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-# 16-bit images are mapped onto 0..255 by this factor (65535 / 255).
-UINT16_TO_UINT8 = 257
 
 
 def collect_images(paths: Sequence[str]) -> list[str]:
@@ -55,36 +55,21 @@ def collect_images(paths: Sequence[str]) -> list[str]:
 
 
 def read_image(path: str) -> tuple[np.ndarray, str | None]:
-    """Reads an image file as 8-bit RGB.
+    """Reads an image file as 8-bit RGB (the policy of :mod:`mrcnn.image_io`).
 
     Returns:
-        ([H, W, 3] uint8 image, a note for the user or None). Grayscale is
-        repeated to three channels, alpha dropped, 16-bit values divided by 257.
+        ([H, W, 3] image, a note for the user or None). Grayscale is repeated
+        to three channels, alpha dropped, 16-bit values divided by 257.
 
     Raises:
-        OSError: the file cannot be decoded.
-        ValueError: a channel count or pixel type the model cannot take.
+        OSError: the file cannot be decoded (``image_io.ImageReadError``).
+        ValueError: a channel count or pixel values the model cannot take.
     """
-    import skimage.io
-
-    from mrcnn.images import to_rgb
-
-    try:
-        image = skimage.io.imread(path)
-    except Exception as err:  # imageio's plugins raise many types for a bad file
-        raise OSError(f"cannot read image {path}: {err}") from err
-    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
-        channels = image.shape[2] if image.ndim == 3 else "?"
-        raise ValueError(f"{path}: {channels} channels (array shape {image.shape}); only "
-                         "grayscale, RGB and RGBA images can be processed")
+    raw = read_raw_image(path)
     message = None
-    if image.dtype == np.uint16:
-        image = np.round(image / UINT16_TO_UINT8).astype(np.uint8)
+    if raw.dtype == np.uint16:
         message = f"note: {path} is 16-bit: scaled to 8 bits (divided by {UINT16_TO_UINT8})"
-    elif image.dtype != np.uint8:
-        raise ValueError(f"{path}: pixel type {image.dtype} is not supported; use 8- or "
-                         "16-bit images")
-    return to_rgb(image), message
+    return to_model_image(raw, path), message
 
 
 def _output_name(path: str, used: set) -> str:
@@ -113,17 +98,7 @@ def detect_files(model: MaskRCNN, paths: Sequence[str], out_dir: str,
         [x, y, w, h], score and segmentation (RLE, counts a str).
     """
     from mrcnn import visualize
-    from mrcnn.coco import build_coco_results
-    from mrcnn.dataset import Dataset
-
-    # A dataset of the files whose source ids are the class ids lets the COCO
-    # evaluation's result builder format these detections too.
-    dataset = Dataset()
-    for class_id, name in enumerate(names[1:], start=1):
-        dataset.add_class("coco", class_id, name)
-    for index, path in enumerate(paths):
-        dataset.add_image("coco", image_id=index, path=path)
-    dataset.prepare()
+    from mrcnn.evaluation import coco_result, encode_masks
 
     os.makedirs(out_dir, exist_ok=True)
     results, used, progress = [], set(), Progress(len(paths), "detect")
@@ -135,54 +110,15 @@ def detect_files(model: MaskRCNN, paths: Sequence[str], out_dir: str,
         with contextlib.redirect_stdout(io.StringIO()):
             visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], names,
                                         r["scores"], save_path=save_path)
-        for item in build_coco_results(dataset, [index], r["rois"], r["class_ids"],
-                                       r["scores"], r["masks"]):
-            results.append({"file_name": path, "image_id": index,
-                            "category_id": item["category_id"],
-                            "category_name": names[item["category_id"]],
-                            "bbox": item["bbox"], "score": item["score"],
-                            "segmentation": item["segmentation"]})
+        for box, class_id, score, rle in zip(r["rois"], r["class_ids"], r["scores"],
+                                             encode_masks(r["masks"])):
+            results.append({"file_name": path,
+                            **coco_result(index, int(class_id), box, score, rle),
+                            "category_name": names[class_id]})
         progress.update(index + 1)
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f)
     return results
-
-
-def _pack_masks(masks: np.ndarray) -> tuple:
-    """bool [H, W, N] masks as (shape, RLEs): a few hundred bytes per mask."""
-    from pycocotools import mask as mask_utils
-
-    rles = mask_utils.encode(np.asfortranarray(masks, np.uint8)) if masks.shape[2] else []
-    return masks.shape, rles
-
-
-def _unpack_masks(packed: tuple) -> np.ndarray:
-    from pycocotools import mask as mask_utils
-
-    shape, rles = packed
-    return mask_utils.decode(rles).astype(bool) if rles else np.zeros(shape, bool)
-
-
-class _ReplayDetections:
-    """Stands in for a model in several evaluate_coco runs over the same images:
-    the first run detects, later ones replay, so bbox + segm cost one pass.
-    Masks are kept as RLEs to bound memory."""
-
-    def __init__(self, model: Any):
-        self.model, self.config = model, model.config
-        self._batches, self._position = [], None
-
-    def detect(self, images: list[np.ndarray]) -> list[dict]:
-        if self._position is None:
-            results = self.model.detect(images)
-            self._batches.append([dict(r, masks=_pack_masks(r["masks"])) for r in results])
-            return results
-        batch = self._batches[self._position]
-        self._position += 1
-        return [dict(r, masks=_unpack_masks(r["masks"])) for r in batch]
-
-    def replay(self) -> None:
-        self._position = 0
 
 
 def print_stats(eval_type: str, stats: dict) -> None:
@@ -195,37 +131,54 @@ def print_stats(eval_type: str, stats: dict) -> None:
         print(f"  {name:<24} {'n/a' if math.isnan(ap) else f'{ap:.3f}'}")
 
 
-def evaluate(model: MaskRCNN, dataset: Dataset, coco: COCO, eval_types: Sequence[str],
-             limit: int, out_dir: str, prefix: str) -> dict:
-    """COCO evaluation of `model` for each of `eval_types`, detecting only once.
+def evaluate(model: MaskRCNN, dataset: Dataset, coco: COCO | None,
+             eval_types: Sequence[str], limit: int, out_dir: str, prefix: str,
+             report: bool = True) -> dict:
+    """COCO evaluation of `model` for each of `eval_types` from one detection pass,
+    and the report of :mod:`mrcnn.report`.
 
     Args:
         model: an inference-mode MaskRCNN (DETECTION_MIN_CONFIDENCE 0 for COCO scoring).
-        dataset: prepared CocoDataset of the images to score.
-        coco: its pycocotools ground truth.
+        dataset: prepared dataset of the images to score: a CocoDataset with `coco`,
+            or any Dataset (its ground truth is then read through ``load_mask``).
+        coco: the pycocotools ground truth of a CocoDataset, or None.
         eval_types: "bbox" and/or "segm".
         limit: score only the first `limit` images (0: all).
-        out_dir: folder for ``<prefix>_<type>_results.json`` and ``<prefix>_stats.json``.
+        out_dir: folder for ``<prefix>_<type>_results.json``, ``<prefix>_stats.json``
+            and the report (``<prefix>_confusion.csv`` / ``.png``,
+            ``<prefix>_pr_curves.png``, ``<prefix>_worst.png``).
         prefix: start of the file names.
+        report: also write the report (its curves are those of the last eval type).
 
     Returns:
         ``{eval_type: stats}`` with the statistics of mrcnn.coco.evaluate_coco,
         also printed (the 12 numbers and the per-class AP).
     """
-    from mrcnn.coco import evaluate_coco
+    from mrcnn.coco import write_results
+    from mrcnn.evaluation import (coco_results, detect_dataset, ground_truth, run_cocoeval,
+                                  summarize)
+    from mrcnn.report import write_report
 
-    os.makedirs(out_dir, exist_ok=True)
-    detector = _ReplayDetections(model) if len(eval_types) > 1 else model
-    all_stats = {}
     for eval_type in eval_types:
-        all_stats[eval_type] = evaluate_coco(
-            detector, dataset, coco, eval_type, limit,
-            results_path=os.path.join(out_dir, f"{prefix}_{eval_type}_results.json"))
+        if eval_type not in ("bbox", "segm"):
+            raise ValueError(f"eval_type must be 'bbox' or 'segm', got {eval_type!r}")
+    os.makedirs(out_dir, exist_ok=True)
+    image_ids = list(dataset.image_ids)[:limit or None]
+    truth = ground_truth(dataset, image_ids, coco)
+    detections = detect_dataset(model, dataset, image_ids)
+    results = coco_results(detections, truth)
+    all_stats, evaluator = {}, None
+    for eval_type in eval_types:
+        path = write_results(results,
+                             os.path.join(out_dir, f"{prefix}_{eval_type}_results.json"))
+        evaluator = run_cocoeval(results, truth, eval_type)
+        all_stats[eval_type] = {**summarize(evaluator, truth, dataset.class_names),
+                                "results_path": path}
         print_stats(eval_type, all_stats[eval_type])
-        if detector is not model:
-            detector.replay()
     stats_path = os.path.join(out_dir, f"{prefix}_stats.json")
     with open(stats_path, "w", encoding="utf-8") as f:
         json.dump(all_stats, f, indent=1)
-    print(f"results and statistics in {out_dir}")
+    if report:
+        write_report(dataset, detections, truth, evaluator, out_dir, prefix)
+    print(f"results, statistics and report in {out_dir}")
     return all_stats

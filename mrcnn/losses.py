@@ -55,7 +55,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.config import LOSS_NAMES, Config, ConfigError
-from mrcnn.configs import import_object
+from mrcnn.config_presets import import_object
 from mrcnn.graph import losses as graph_losses
 from mrcnn.graph import monitors
 

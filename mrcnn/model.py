@@ -8,22 +8,44 @@ Typical use::
 """
 from __future__ import annotations
 
+import collections
 import datetime
+import functools
 import glob
 import os
 import re
+import sys
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from mrcnn import weights as weight_files
-from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
+from mrcnn.anchors import config_anchors
 from mrcnn.boxes import denorm_boxes, norm_boxes
+from mrcnn.callbacks import training_callbacks
+from mrcnn.checkpoints import (NonFiniteLossError, StateSaver, StopOnNonFiniteLoss,
+                               TrainingRun, checkpoint_problem, non_finite_weights)
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
 from mrcnn.graph.network import build_inference_model, build_training_model
+from mrcnn.image_io import to_model_image
 from mrcnn.images import box_mask, compose_image_meta, mold_image, resize_image
+# WEIGHTS_DIR: where get_imagenet_weights looks, besides model_dir.
+from mrcnn.resources import WEIGHTS_DIR
+
+# The classic module-level names of mrcnn.model (modellib.log, modellib.load_image_gt,
+# modellib.data_generator, the layer classes, ...), for classic code; see mrcnn.classic.
+from mrcnn.classic import (  # noqa: F401  (re-exported)
+    BatchNorm, DetectionLayer, DetectionTargetLayer, ProposalLayer, PyramidROIAlign,
+    apply_box_deltas_graph, batch_slice, build_detection_targets, build_fpn_mask_graph,
+    build_rpn_model, build_rpn_targets, clip_boxes_graph, compute_backbone_shapes,
+    data_generator, denorm_boxes_graph,
+    fpn_classifier_graph, generate_random_rois, load_image_gt, log, log2_graph,
+    mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph, norm_boxes_graph,
+    overlaps_graph, parse_image_meta, parse_image_meta_graph, resnet_graph, rpn_bbox_loss_graph,
+    rpn_class_loss_graph, rpn_graph, trim_zeros_graph, unmold_image)
 
 # The classic `layers` presets of train(): regexes over the layer names.
 LAYER_PRESETS = {
@@ -36,10 +58,21 @@ LAYER_PRESETS = {
 IMAGENET_WEIGHTS_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/"
                         "download/v0.2/" + IMAGENET_WEIGHTS_FILE)
-# Where get_imagenet_weights looks, besides model_dir.
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "weights")
 MODES = ("training", "inference")
+# Resize modes whose molded images all have IMAGE_SHAPE, so that they batch.
+TRAINING_RESIZE_MODES = ("square", "crop")
+
+
+def weighted_layer_names(keras_model) -> list[str]:
+    """Names of the layers with weights, nested models (rpn_model) entered: what
+    set_trainable's regex is matched against."""
+    names = []
+    for layer in keras_model.layers:
+        if isinstance(layer, keras.Model):
+            names += weighted_layer_names(layer)
+        elif layer.weights:
+            names.append(layer.name)
+    return names
 
 
 class MaskRCNN:
@@ -62,6 +95,13 @@ class MaskRCNN:
         if not isinstance(config, Config):
             raise TypeError(f"config must be an instance of a Config subclass, "
                             f"not {type(config).__name__}.")
+        if mode == "inference" and config.IMAGE_RESIZE_MODE == "crop":
+            # A random crop at inference would drop part of the image and map the
+            # boxes back as if nothing had been cut.
+            raise ValueError(
+                "IMAGE_RESIZE_MODE='crop' is a training augmentation; an inference model "
+                "must see the whole image. Use 'square' (or 'pad64') in the inference "
+                "config.")
         self.mode = mode
         self.config = config
         self.model_dir = model_dir
@@ -148,11 +188,7 @@ class MaskRCNN:
         """
         key = tuple(int(v) for v in image_shape[:2])
         if key not in self._anchor_cache:
-            config = self.config
-            pixel_anchors = generate_pyramid_anchors(
-                config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-                compute_backbone_shapes(config, image_shape), config.BACKBONE_STRIDES,
-                config.RPN_ANCHOR_STRIDE)
+            pixel_anchors = config_anchors(self.config, image_shape)
             self._anchor_cache[key] = (pixel_anchors, norm_boxes(pixel_anchors, key))
         self.anchors, normalized = self._anchor_cache[key]
         return normalized
@@ -176,7 +212,8 @@ class MaskRCNN:
                                 tf.constant(anchors, tf.float32))
         return [np.asarray(o) for o in outputs]
 
-    def _check_images(self, images) -> None:
+    def _check_images(self, images) -> list[np.ndarray]:
+        """The images converted by the reader's policy (mrcnn.image_io), by list index."""
         if self.mode != "inference":
             raise RuntimeError("detect() needs a model created with mode='inference'.")
         if isinstance(images, np.ndarray) and images.ndim == 3:
@@ -185,13 +222,8 @@ class MaskRCNN:
         if len(images) == 0:
             raise ValueError("detect() got no images; pass a list of [H, W, C] arrays.")
         channels = self.config.IMAGE_CHANNEL_COUNT
-        for i, image in enumerate(images):
-            shape = np.shape(image)
-            if len(shape) != 3 or shape[2] != channels:
-                raise ValueError(
-                    f"Image {i} has shape {shape}; the model takes [H, W, {channels}] "
-                    f"(IMAGE_CHANNEL_COUNT={channels}). Convert grayscale or RGBA images "
-                    "with mrcnn.images.to_rgb(image).")
+        return [to_model_image(image, f"image {i} of the list", channels)
+                for i, image in enumerate(images)]
 
     def detect(self, images: list[np.ndarray], verbose: int = 0) -> list[dict]:
         """Detects instances in images.
@@ -200,14 +232,16 @@ class MaskRCNN:
         together in batches of up to BATCH_SIZE.
 
         Args:
-            images: list of [H, W, C] images (RGB for the classic config).
+            images: list of [H, W, C] images (RGB for the classic config), converted
+                as ``mrcnn.image_io`` reads files: grayscale and RGBA to RGB, uint16
+                to uint8; float images in 0..255 taken as they are.
             verbose: 1 prints the shapes of the inputs.
 
         Returns:
             One dict per image: rois [N, (y1, x1, y2, x2)] int32 pixels,
             class_ids [N] int32, scores [N] float32, masks [H, W, N] bool.
         """
-        self._check_images(images)
+        images = self._check_images(images)
         if verbose:
             print(f"Processing {len(images)} images")
         results = [None] * len(images)
@@ -266,26 +300,32 @@ class MaskRCNN:
 
     # ------------------------------------------------------------------ training
 
-    def set_trainable(self, layer_regex: str, keras_model=None, verbose: int = 0) -> list:
+    def set_trainable(self, layer_regex: str, keras_model=None, indent: int = 0,
+                      verbose: int = 1) -> list:
         """Makes the weighted layers whose full name matches ``layer_regex`` trainable
         and freezes the others; nested models (``rpn_model``) are entered.
 
         Args:
             layer_regex: a regex matched (fullmatch) against each layer's name.
             keras_model: the model to walk; the training model by default.
-            verbose: 1 prints the trainable layers.
+            indent: spaces before each printed name (nested models print indented).
+            verbose: 1 prints the trainable layers, as the classic method did.
 
         Returns:
             The names of the trainable layers.
         """
+        if verbose > 0 and keras_model is None:
+            log("Selecting layers to train")
         keras_model = keras_model or self.keras_model
         trainable = []
         for layer in keras_model.layers:
             if isinstance(layer, keras.Model):
+                if verbose > 0:
+                    print("In model: ", layer.name)
                 # Setting a model's flag sets all its layers': set it first, then
                 # let each inner layer follow the regex.
                 layer.trainable = True
-                inner = self.set_trainable(layer_regex, layer, verbose)
+                inner = self.set_trainable(layer_regex, layer, indent + 4, verbose)
                 if not inner:
                     layer.trainable = False
                 trainable += inner
@@ -295,9 +335,76 @@ class MaskRCNN:
             layer.trainable = bool(re.fullmatch(layer_regex, layer.name))
             if layer.trainable:
                 trainable.append(layer.name)
-                if verbose:
-                    print(f"trainable: {layer.name} ({type(layer).__name__})")
+                if verbose > 0:
+                    log(f"{' ' * indent}{layer.name:20}   ({type(layer).__name__})")
         return trainable
+
+    def find_trainable_layer(self, layer):
+        """The layer that holds the weights: a TimeDistributed wrapper's inner layer."""
+        if isinstance(layer, keras.layers.TimeDistributed):
+            return self.find_trainable_layer(layer.layer)
+        return layer
+
+    def get_trainable_layers(self) -> list:
+        """The layers of keras_model that hold weights (TimeDistributed unwrapped)."""
+        found = [self.find_trainable_layer(layer) for layer in self.keras_model.layers]
+        return [layer for layer in found if layer.weights]
+
+    def run_graph(self, images: list[np.ndarray], outputs, image_metas=None
+                  ) -> collections.OrderedDict:
+        """Runs the inference graph up to some of its tensors, for inspection.
+
+        Args:
+            images: list of [H, W, C] images (molded here), or, with ``image_metas``,
+                molded images [N, h, w, C].
+            outputs: list of (name, tensor) pairs; the tensors are outputs of
+                keras_model's layers, e.g. ``keras_model.get_layer("ROI").output``.
+            image_metas: [N, META] metas of already molded images.
+
+        Returns:
+            An OrderedDict name -> numpy array, each also printed with ``log``.
+        """
+        if self.mode != "inference":
+            raise RuntimeError("run_graph() needs a model created with mode='inference' "
+                               "(the training graph also needs the ground truth).")
+        names = [name for name, _ in outputs]
+        tensors = [tensor for _, tensor in outputs]
+        if image_metas is None:
+            molded_images, image_metas, _ = self.mold_inputs(images)
+        else:
+            molded_images = images
+        molded_images = np.asarray(molded_images, np.float32)
+        anchors = self.get_anchors(molded_images.shape[1:])
+        anchors = np.broadcast_to(anchors, (len(molded_images),) + anchors.shape)
+        try:
+            probe = keras.Model(self.keras_model.inputs, tensors)
+        except ValueError as error:
+            raise ValueError(
+                f"run_graph() outputs {names} must be outputs of this model's layers, e.g. "
+                "model.keras_model.get_layer('ROI').output (a layer called more than once, "
+                "like rpn_model, has no single output).") from error
+        values = probe([tf.constant(molded_images), tf.constant(image_metas, tf.float32),
+                        tf.constant(anchors, tf.float32)], training=False)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        results = collections.OrderedDict(
+            (name, np.asarray(value)) for name, value in zip(names, values))
+        for name, value in results.items():
+            log(name, value)
+        return results
+
+    def ancestor(self, tensor, name: str, checked=None):
+        """Not available in Keras 3: it walked TF1 graph ops by name.
+
+        Raises:
+            NotImplementedError: always, with the Keras 3 way to get the tensor.
+        """
+        raise NotImplementedError(
+            f"MaskRCNN.ancestor({name!r}) searched TF1 graph op names, which Keras 3 "
+            "tensors do not have. Take the output of the layer you want and run it:\n"
+            "    tensor = model.keras_model.get_layer('ROI').output\n"
+            "    values = model.run_graph([image], [('proposals', tensor)])\n"
+            "(print([layer.name for layer in model.keras_model.layers]) lists the layers).")
 
     def compile(self, learning_rate: float, momentum: float) -> None:
         """The optimizer (classic: SGD with momentum) with global gradient-norm
@@ -314,7 +421,10 @@ class MaskRCNN:
 
     def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int,
               layers: str, augmentation=None, custom_callbacks=None,
-              no_augmentation_sources=None, workers: int | None = None):
+              no_augmentation_sources=None, workers: int | None = None,
+              evaluate_every: int | None = None, evaluate_limit: int | None = None,
+              early_stop: int | None = None, monitor: str | None = None,
+              resume: bool = True, verbose: int | None = None):
         """Trains the model up to epoch ``epochs`` (absolute, not a count).
 
         Args:
@@ -330,42 +440,121 @@ class MaskRCNN:
             custom_callbacks: more Keras callbacks.
             no_augmentation_sources: dataset sources never augmented.
             workers: data-loading threads (default: the CPU count, at most 4).
+            evaluate_every, evaluate_limit, early_stop, monitor: COCO evaluation on
+                `val_dataset` every N epochs (of its first `evaluate_limit` images),
+                logging val_map50, val_map, val_mask_map50, val_mask_map; the best
+                checkpoint ``mask_rcnn_<name>_best.h5`` by `monitor`; early stopping
+                after `early_stop` epochs without improvement. See
+                mrcnn.callbacks.training_callbacks.
+            resume: continue an interrupted run of this config in model_dir
+                (see mrcnn.checkpoints): the same call after a crash resumes at
+                the last saved step. False always starts as asked.
+            verbose: Keras's fit verbosity; None: the progress bar on a terminal,
+                one line per epoch (2) when stdout is a file or a pipe.
 
         Returns:
-            The Keras History: ``loss``, the five named losses and their ``val_`` twins.
+            The Keras History: ``loss``, the five named losses and their ``val_`` twins
+            (and the evaluation's values; empty when an interrupted run had finished
+            this call already).
+
+        Raises:
+            ValueError: before the first step, for a dataset with more classes than
+                NUM_CLASSES, a resize mode that cannot batch, or a ``layers`` regex
+                that matches no layer.
+            checkpoints.NonFiniteLossError: a step gave a NaN or infinite loss.
         """
         if self.mode != "training":
             raise RuntimeError("train() needs a model created with mode='training'.")
+        layer_regex = LAYER_PRESETS.get(layers, layers)
+        self._check_training(train_dataset, val_dataset, layers, layer_regex)
+        run = TrainingRun(self, {"layers": layers, "learning_rate": float(learning_rate),
+                                 "epochs": int(epochs)}, resume)
+        if run.action == "skip":
+            print(f"Stage {layers!r} to epoch {epochs} already done in {self.log_dir}: "
+                  "skipped (resuming an interrupted run).")
+            return keras.callbacks.History()
         if self.epoch >= epochs:
             raise ValueError(f"The model is at epoch {self.epoch} already; epochs is the epoch "
                              f"to reach, so pass more than {self.epoch}.")
-        layer_regex = LAYER_PRESETS.get(layers, layers)
         workers = workers or min(4, os.cpu_count() or 1)
         train_batches = DataGenerator(train_dataset, self.config, shuffle=True,
                                       augmentation=augmentation,
                                       no_augmentation_sources=no_augmentation_sources,
                                       steps_per_epoch=self.config.STEPS_PER_EPOCH,
-                                      workers=workers)
+                                      workers=workers, seed=run.seed)
+        # The epoch's batches are those an uninterrupted run would draw.
+        train_batches.start_at(self.epoch, run.step)
         val_batches = DataGenerator(val_dataset, self.config, shuffle=True,
                                     steps_per_epoch=self.config.VALIDATION_STEPS,
                                     workers=workers)
         os.makedirs(self.log_dir, exist_ok=True)
-        callbacks = [keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
+        steps = self.config.STEPS_PER_EPOCH
+        stop_on_nan = StopOnNonFiniteLoss(steps, run.step)
+        saver = StateSaver(run, self.config.TRAIN_STATE_STEPS, run.step)
+        callbacks = [stop_on_nan,
+                     keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
                                                  write_graph=False),
-                     ClassicCheckpoint(self.checkpoint_path)] + list(custom_callbacks or [])
-        print(f"Starting at epoch {self.epoch}. LR={learning_rate}\n"
-              f"Checkpoint path: {self.checkpoint_path}")
-        self.set_trainable(layer_regex)
+                     ClassicCheckpoint(self.checkpoint_path), saver] + list(custom_callbacks or [])
+        # The evaluation writes into the epoch's logs: it runs before the others read them.
+        callbacks = training_callbacks(self, val_dataset, evaluate_every, evaluate_limit,
+                                       early_stop, monitor) + callbacks
+        start = f"step {run.step} of epoch {self.epoch + 1}" if run.step else f"epoch {self.epoch}"
+        print(f"{'Resuming' if run.action == 'resume' else 'Starting'} at {start}. "
+              f"LR={learning_rate}\nCheckpoint path: {self.checkpoint_path}")
+        self.set_trainable(layer_regex, verbose=0)
         self.compile(learning_rate, self.config.LEARNING_MOMENTUM)
-        history = self.keras_model.fit(
-            train_batches, initial_epoch=self.epoch, epochs=epochs,
-            steps_per_epoch=self.config.STEPS_PER_EPOCH, callbacks=callbacks,
+        run.restore_optimizer(self.keras_model)
+        run.begin(self.keras_model, train_batches.seed)
+        if verbose is None:
+            verbose = 1 if sys.stdout.isatty() else 2
+        fit = functools.partial(
+            self.keras_model.fit, train_batches, callbacks=callbacks,
             validation_data=val_batches, validation_steps=self.config.VALIDATION_STEPS,
             # The generators reshuffle themselves, reproducibly; Keras's own
             # shuffle of batch indices would use Python's global random state.
-            shuffle=False)
-        self.epoch = max(self.epoch, epochs)
+            shuffle=False, verbose=verbose)
+        histories = []
+        if run.step:
+            # Keras has no initial step: the rest of the interrupted epoch is one fit.
+            histories.append(fit(initial_epoch=self.epoch, epochs=self.epoch + 1,
+                                 steps_per_epoch=steps - run.step))
+            self.epoch += 1
+        # Early stopping may have ended the run in the first fit.
+        if self.epoch < epochs and not (histories and self.keras_model.stop_training):
+            histories.append(fit(initial_epoch=self.epoch, epochs=epochs,
+                                 steps_per_epoch=steps))
+            # Counted, not set to `epochs`: early stopping ends before it.
+            self.epoch += len(histories[-1].epoch)
+        run.finish(self.keras_model)
+        history = histories[-1]
+        for earlier in reversed(histories[:-1]):
+            history.epoch = earlier.epoch + history.epoch
+            for key, values in earlier.history.items():
+                history.history[key] = values + history.history.get(key, [])
         return history
+
+    def _check_training(self, train_dataset, val_dataset, layers: str,
+                        layer_regex: str) -> None:
+        """The checks train() makes before anything is built or written."""
+        config = self.config
+        for name, dataset in (("training", train_dataset), ("validation", val_dataset)):
+            if dataset.num_classes > config.NUM_CLASSES:
+                raise ValueError(
+                    f"The {name} dataset has {dataset.num_classes} classes (background "
+                    f"included) but NUM_CLASSES is {config.NUM_CLASSES}: set NUM_CLASSES = "
+                    f"{dataset.num_classes} in the config.")
+        if config.IMAGE_RESIZE_MODE not in TRAINING_RESIZE_MODES:
+            raise ValueError(
+                f"IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r} cannot train: it keeps "
+                "each image's own size, so images of different sizes cannot be stacked "
+                f"into a batch of IMAGE_SHAPE {list(config.IMAGE_SHAPE)}. Use 'square' "
+                "(or 'crop') for training; 'pad64' and 'none' suit inference.")
+        names = weighted_layer_names(self.keras_model)
+        if not any(re.fullmatch(layer_regex, name) for name in names):
+            raise ValueError(
+                f"layers={layers!r} matches no weighted layer of the model (names such as "
+                f"{', '.join(names[:3])}, ...); use a preset {sorted(LAYER_PRESETS)} or a "
+                "regex matched against the full layer names.")
 
     # ------------------------------------------------------------------ weights
 
@@ -378,13 +567,17 @@ class MaskRCNN:
                 (another backbone depth, or the heads of another class count
                 together with ``exclude``).
             exclude: layer names to skip, e.g. weights.HEAD_LAYERS when
-                fine-tuning to another NUM_CLASSES; implies by_name.
+                fine-tuning to another NUM_CLASSES; implies by_name. Or
+                "heads-if-mismatch": skip the class-dependent heads (they keep
+                their weights, random in a new model) only when the file's class
+                count differs from NUM_CLASSES.
 
         Returns:
-            A weights.LoadReport listing the loaded and skipped layers. A file
-            that does not fit raises weights.WeightFileError naming the layer and
-            both shapes, and leaves the model unchanged.
+            A weights.LoadReport listing the loaded, skipped and excluded layers.
+            A file that does not fit raises weights.WeightFileError naming the
+            layer and both shapes, and leaves the model unchanged.
         """
+        exclude = weight_files.resolve_exclude(exclude, filepath, self.config.NUM_CLASSES)
         report = weight_files.load_weights(self.keras_model, filepath, by_name, exclude)
         # Training resumes from the epoch encoded in a checkpoint's name.
         self.set_log_dir(filepath)
@@ -430,10 +623,13 @@ class MaskRCNN:
         self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
 
     def find_last(self) -> str:
-        """Path of the last checkpoint of the last training run of this config.
+        """Path of the last sound checkpoint of the last training run of this config.
+
+        A checkpoint that cannot be read whole or holds non-finite values is passed
+        over, with a warning, for the one before it.
 
         Raises:
-            FileNotFoundError: no run or no checkpoint in model_dir.
+            FileNotFoundError: no run or no sound checkpoint in model_dir.
         """
         name = (self.config.NAME or "mrcnn").lower()
         runs = sorted(d for d in glob.glob(os.path.join(self.model_dir, name + "*"))
@@ -442,14 +638,24 @@ class MaskRCNN:
             raise FileNotFoundError(
                 f"No training run of {name!r} in {self.model_dir!r}: expected a directory "
                 f"{name}YYYYmmddTHHMM there.")
-        checkpoints = sorted(glob.glob(os.path.join(runs[-1], "mask_rcnn*.h5")))
+        # Numbered checkpoints only: mask_rcnn_<name>_best.h5 sorts after them.
+        checkpoints = sorted(p for p in glob.glob(os.path.join(runs[-1], "mask_rcnn*.h5"))
+                             if re.search(r"_\d{4}\.h5$", p))
         if not checkpoints:
             raise FileNotFoundError(f"No checkpoint mask_rcnn*.h5 in {runs[-1]!r}.")
-        return checkpoints[-1]
+        rejected = []
+        for path in reversed(checkpoints):
+            problem = checkpoint_problem(path)
+            if problem is None:
+                return path
+            warnings.warn(f"find_last: skipping {path}: {problem}", stacklevel=2)
+            rejected.append(f"{os.path.basename(path)}: {problem}")
+        raise FileNotFoundError(f"No sound checkpoint in {runs[-1]!r}: " + "; ".join(rejected))
 
 
 class ClassicCheckpoint(keras.callbacks.Callback):
-    """Saves the weights after every epoch in the classic HDF5 layout.
+    """Saves the weights after every epoch in the classic HDF5 layout, never
+    non-finite ones (NonFiniteLossError instead).
 
     Args:
         path_template: checkpoint path with an ``{epoch:04d}`` field, filled
@@ -461,4 +667,10 @@ class ClassicCheckpoint(keras.callbacks.Callback):
         self.path_template = path_template
 
     def on_epoch_end(self, epoch, logs=None):
+        bad = non_finite_weights(self.model)
+        if bad:
+            raise NonFiniteLossError(
+                f"Training stopped at the end of epoch {epoch + 1}: {len(bad)} weights hold "
+                f"NaN or infinite values (e.g. {bad[0]}); checkpoint not written. Lower the "
+                "learning rate and resume from the last checkpoint.")
         weight_files.save_weights(self.model, self.path_template.format(epoch=epoch + 1))

@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Sequence
 
-from mrcnn.configs import REPO_ROOT
-
 if TYPE_CHECKING:  # the model module imports TensorFlow
     from mrcnn.dataset import Dataset
     from mrcnn.model import MaskRCNN
+
+# The folder that holds the package: a checkout's root (site-packages once installed).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A checkout's weights/ folder: weight files are looked up there first.
+WEIGHTS_DIR = os.path.join(REPO_ROOT, "weights")
 
 COCO_WEIGHTS_FILE = "mask_rcnn_coco.h5"
 COCO_WEIGHTS_URL = ("https://github.com/matterport/Mask_RCNN/releases/download/v2.0/"
@@ -23,7 +26,7 @@ def coco_weights_path() -> str:
     """Path of mask_rcnn_coco.h5 in the repository's or the current folder's weights/,
     or in the current folder; FileNotFoundError saying what to download otherwise."""
     candidates = list(dict.fromkeys(os.path.abspath(p) for p in (
-        os.path.join(REPO_ROOT, "weights", COCO_WEIGHTS_FILE),
+        os.path.join(WEIGHTS_DIR, COCO_WEIGHTS_FILE),
         os.path.join("weights", COCO_WEIGHTS_FILE), COCO_WEIGHTS_FILE)))
     for path in candidates:
         if os.path.isfile(path):

@@ -23,7 +23,8 @@ from mrcnn.metrics import (compute_ap, compute_ap_range, compute_matches,
 COCO_MODEL_URL = "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5"
 
 __all__ = [
-    "COCO_MODEL_URL", "Dataset", "download_trained_weights",
+    "COCO_MODEL_URL", "Dataset", "download_trained_weights", "box_refinement_graph",
+    "batch_slice",
     # boxes
     "compute_iou", "compute_overlaps", "non_max_suppression", "apply_box_deltas",
     "box_refinement", "extract_bboxes", "norm_boxes", "denorm_boxes", "trim_zeros",
@@ -59,4 +60,11 @@ def __getattr__(name: str):
     if name == "Dataset":
         from mrcnn.dataset import Dataset
         return Dataset
+    # The classic TensorFlow helpers: imported on use, as they load TensorFlow.
+    if name == "box_refinement_graph":
+        from mrcnn.graph.box_ops import box_refinement
+        return box_refinement
+    if name == "batch_slice":
+        from mrcnn.classic import batch_slice
+        return batch_slice
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,6 +22,7 @@ import colorsys
 import itertools
 import os
 import random
+from html import escape as html_escape
 
 import numpy as np
 from matplotlib import lines, patches
@@ -237,7 +238,7 @@ def display_top_masks(image: np.ndarray, mask: np.ndarray, class_ids: np.ndarray
 
     Args:
         image: [H, W, 3] image.
-        mask: [H, W, N] bool instance masks.
+        mask: [H, W, N] instance masks, bool or integer (non-zero is inside).
         class_ids: [N] class ids.
         class_names: list of class names.
         limit: number of classes shown, by descending total mask area.
@@ -249,10 +250,11 @@ def display_top_masks(image: np.ndarray, mask: np.ndarray, class_ids: np.ndarray
     images = [image]
     titles = [f"H x W={image.shape[0]}x{image.shape[1]}"]
     unique_ids = np.unique(class_ids)
-    areas = [mask[:, :, class_ids == c].sum() for c in unique_ids]
+    # Counted as Python ints: the sum of a uint8 mask is unsigned, and negating it overflows.
+    areas = [int(np.count_nonzero(mask[:, :, class_ids == c])) for c in unique_ids]
     top_ids = [c for c, area in sorted(zip(unique_ids, areas), key=lambda r: -r[1]) if area > 0]
     for class_id in top_ids[:limit]:
-        class_masks = mask[:, :, class_ids == class_id]
+        class_masks = mask[:, :, class_ids == class_id] != 0
         # Instance k is painted with value k so that touching instances stay apart.
         images.append(np.sum(class_masks * np.arange(1, class_masks.shape[-1] + 1), -1))
         titles.append(class_names[class_id])
@@ -540,3 +542,32 @@ def display_weight_stats(model) -> list:
     for row in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
     return table
+
+
+def display_table(table: list) -> str:
+    """Shows a table: as HTML in a notebook (IPython), else as aligned text.
+
+    Args:
+        table: rows, each a list of cells (anything ``str`` accepts); the first row is
+            shown as any other, as in the classic function.
+
+    Returns:
+        The HTML of the table.
+    """
+    html = "".join("<tr>" + "".join(f"<td>{html_escape(str(cell))}</td>" for cell in row)
+                   + "</tr>" for row in table)
+    html = f"<table>{html}</table>"
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(HTML(html))
+    else:
+        cells = [[str(cell) for cell in row] for row in table]
+        widths = [max(len(row[c]) for row in cells if c < len(row))
+                  for c in range(max(map(len, cells), default=0))]
+        for row in cells:
+            print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)))
+    return html

@@ -1,20 +1,15 @@
 """Shared test configuration: a tiny Mask R-CNN config that builds and runs fast."""
 import pytest
 
-from mrcnn.config import Config
-from samples.shapes.shapes import ShapesDataset
+from mrcnn.datasets.shapes import ShapesConfig, ShapesDataset
 
 
-class TinyConfig(Config):
-    """ResNet-50 on 128 x 128 images with small heads and few ROIs."""
+class TinyConfig(ShapesConfig):
+    """The shapes config (128 x 128 images, 3 classes, small anchors) on ResNet-50, with
+    small heads and few ROIs, images and steps."""
     NAME = "tiny"
-    NUM_CLASSES = 1 + 3
     BACKBONE = "resnet50"
-    GPU_COUNT = 1
     IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 128
-    IMAGE_MAX_DIM = 128
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
     PRE_NMS_LIMIT = 500
     POST_NMS_ROIS_TRAINING = 64
     POST_NMS_ROIS_INFERENCE = 32

@@ -82,3 +82,22 @@ def test_default_config_1024_anchor_count():
     shapes = compute_backbone_shapes(small_config(), (1024, 1024, 3))
     anchors = generate_pyramid_anchors((32, 64, 128, 256, 512), RATIOS, shapes, STRIDES, 1)
     assert anchors.shape == (261888, 4)
+
+
+def test_config_anchors_are_the_one_recipe_of_pipeline_graph_and_detect(tiny_config_class,
+                                                                       shapes):
+    from mrcnn.anchors import anchor_settings, config_anchors
+    from mrcnn.boxes import norm_boxes
+    from mrcnn.data import DataGenerator
+    from mrcnn.graph.layers import PyramidAnchors
+
+    config = tiny_config_class()
+    expected = generate_pyramid_anchors(config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                                        [[32, 32], [16, 16], [8, 8], [4, 4], [2, 2]],
+                                        config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+    np.testing.assert_array_equal(config_anchors(config, (128, 128, 3)), expected)
+    np.testing.assert_array_equal(DataGenerator(shapes, config).anchors, expected)
+    layer = PyramidAnchors((128, 128), **anchor_settings(config, (128, 128, 3)))
+    graph_anchors = layer(np.zeros((2, 128, 128, 3), np.float32)).numpy()
+    assert graph_anchors.shape == (2, len(expected), 4)
+    np.testing.assert_allclose(graph_anchors[1], norm_boxes(expected, (128, 128)), rtol=1e-6)

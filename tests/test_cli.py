@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import skimage.io
 
-from mrcnn import cli, configs, resources
+from mrcnn import cli, resources
+from mrcnn import config_presets as configs
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # With a zero kernel, class 1 always wins: the random tiny model detects class-1 objects.
@@ -24,8 +25,8 @@ def tiny(tiny_config_class, tmp_path_factory):
     fields["DETECTION_MIN_CONFIDENCE"] = 0
     body = "".join(f"    {name} = {value!r}\n" for name, value in fields.items())
     config_file = root / "tiny_config.py"
-    config_file.write_text("from mrcnn.config import Config\n\n\n"
-                           f"class TinyConfig(Config):\n{body}\n\n"
+    config_file.write_text("from mrcnn.datasets.shapes import ShapesConfig\n\n\n"
+                           f"class TinyConfig(ShapesConfig):\n{body}\n\n"
                            "class TinyThree(TinyConfig):\n    NUM_CLASSES = 3\n")
     config = f"{config_file}:TinyConfig"
 
@@ -82,9 +83,9 @@ def test_usage_errors_exit_2(tiny, capsys):
     assert _exit_code(["detect", "--weights", "none", "--image", tiny["images"]]) == 2
     assert "--config is required" in capsys.readouterr().err
     assert _exit_code(["train", "--weights", "none"]) == 2           # no data
-    assert _exit_code(["evaluate", "--weights", "none", "--dataset", "shapes"]) == 2
+    assert _exit_code(["evaluate", "--weights", "none"]) == 2          # no data
     assert _exit_code(["train", "--weights", "none", "--dataset", "shapes",
-                       "--evaluate"]) == 2
+                       "--evaluate-every", "0"]) == 2
 
 
 def test_unknown_config_exits_1(tiny, capsys):
@@ -142,7 +143,7 @@ def test_missing_weights_file_says_what_to_download(tiny, tmp_path, capsys):
 
 
 def test_missing_coco_weights_say_where_to_put_them(tiny, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(resources, "REPO_ROOT", str(tmp_path))
+    monkeypatch.setattr(resources, "WEIGHTS_DIR", str(tmp_path / "weights"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "weights").mkdir()
     assert cli.main(["detect", "--config", tiny["config"], "--weights", "coco",

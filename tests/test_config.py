@@ -157,3 +157,16 @@ def test_display_prints_every_setting(capsys):
     assert set(config.to_dict()) <= printed
     assert any(line.split()[:2] == ["NAME", "test"] for line in out.splitlines()
                if line.strip())
+
+
+def test_divisible_size_is_the_one_divisibility_rule():
+    from mrcnn.config import IMAGE_DIVISOR, divisible_size
+    from mrcnn.images import resize_image
+
+    assert IMAGE_DIVISOR == 64
+    assert [divisible_size(s) for s in (1, 64, 65, 128, 500)] == [64, 64, 128, 128, 512]
+    # pad64 pads each side up to that size; square mode's IMAGE_MAX_DIM must equal it.
+    padded = resize_image(np.zeros((70, 130, 3), np.uint8), min_dim=64, mode="pad64")[0]
+    assert padded.shape == (128, 192, 3)
+    with pytest.raises(ConfigError, match="e.g. 512"):
+        type("Odd", (Config,), {"NAME": "odd", "NUM_CLASSES": 2, "IMAGE_MAX_DIM": 500})()

@@ -12,7 +12,7 @@ import tensorflow as tf
 from mrcnn import losses
 from mrcnn.cli import build_parser, loss_settings
 from mrcnn.config import LOSS_NAMES, ConfigError
-from mrcnn.configs import derive_config
+from mrcnn.config_presets import derive_config
 from mrcnn.data import DataGenerator
 from mrcnn.graph.losses import LossLayer, MonitorLayer, positive_roi_masks
 from mrcnn.model import MaskRCNN

@@ -12,8 +12,9 @@ from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
 from mrcnn.data import (MAX_CONSECUTIVE_ERRORS, AugmentationError, Augmenter, DataGenerator,
                         build_rpn_targets, load_image_gt, load_training_example)
 from mrcnn.dataset import Dataset
+from mrcnn.image_meta import parse_image_meta
 from mrcnn.images import minimize_mask, resize_image, resize_mask
-from samples.shapes.shapes import ShapesConfig, ShapesDataset
+from mrcnn.datasets.shapes import ShapesConfig, ShapesDataset
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
 
@@ -190,7 +191,11 @@ def test_load_image_gt_resizes_image_and_masks_together():
     np.testing.assert_array_equal(mask, resize_mask(raw_masks, scale, padding))
     np.testing.assert_array_equal(class_ids, raw_ids)
     np.testing.assert_array_equal(bbox, extract_bboxes(mask))
-    np.testing.assert_allclose(meta[:12], [1, 96, 160, 3, 128, 128, 3, *window, scale])
+    fields = parse_image_meta(meta[None])
+    assert (fields["image_id"][0], fields["scale"][0]) == (1, scale)
+    np.testing.assert_array_equal(fields["original_image_shape"][0], [96, 160, 3])
+    np.testing.assert_array_equal(fields["image_shape"][0], [128, 128, 3])
+    np.testing.assert_array_equal(fields["window"][0], window)
     assert scale == 0.8
 
 

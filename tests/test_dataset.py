@@ -147,31 +147,32 @@ def test_append_data_merges_and_maps():
                                 "polygons": [1, 2]}
 
 
-def test_load_image_grayscale_png(tmp_path):
-    gray = np.arange(12 * 7, dtype=np.uint8).reshape(12, 7)
-    path = tmp_path / "gray.png"
-    skimage.io.imsave(path, gray, check_contrast=False)
-    ds = Dataset()
-    ds.add_image("files", 0, str(path))
-    image = ds.load_image(0)
-    assert image.shape == (12, 7, 3)
-    assert image.dtype == np.uint8
-    for channel in range(3):
-        np.testing.assert_array_equal(image[..., channel], gray)
-
-
-def test_load_image_rgba_png_drops_alpha(tmp_path):
-    rng = np.random.default_rng(0)
-    rgba = rng.integers(0, 256, size=(9, 11, 4), dtype=np.uint8)
+def _opaque_rgba(height, width):
+    rgba = np.random.default_rng(0).integers(0, 256, size=(height, width, 4), dtype=np.uint8)
     rgba[..., 3] = 255  # opaque, so no writer premultiplies the colours
-    path = tmp_path / "rgba.png"
-    skimage.io.imsave(path, rgba, check_contrast=False)
+    return rgba
+
+
+# (file name, stored pixels, the RGB image load_image must give), worked by hand.
+GRAY = np.arange(12 * 7, dtype=np.uint8).reshape(12, 7)
+RGBA = _opaque_rgba(9, 11)
+STORED_IMAGES = {
+    "gray.png": (GRAY, np.stack([GRAY] * 3, axis=-1)),
+    "rgba.png": (RGBA, RGBA[..., :3]),
+    "rgb.png": (RGBA[..., :3], RGBA[..., :3]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STORED_IMAGES))
+def test_load_image_gives_rgb_uint8(tmp_path, name):
+    stored, expected = STORED_IMAGES[name]
+    path = tmp_path / name
+    skimage.io.imsave(path, stored, check_contrast=False)
     ds = Dataset()
     ds.add_image("files", 0, str(path))
     image = ds.load_image(0)
-    assert image.shape == (9, 11, 3)
-    assert image.dtype == np.uint8
-    np.testing.assert_array_equal(image, rgba[..., :3])
+    assert image.dtype == np.uint8 and image.shape == stored.shape[:2] + (3,)
+    np.testing.assert_array_equal(image, expected)
 
 
 def test_load_image_without_path_is_a_clear_error(dataset):

@@ -9,8 +9,16 @@ from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
 from mrcnn.graph.layers import PadRows
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.roi_align import PyramidROIAlign, roi_levels
+from mrcnn.image_meta import compose_image_meta
 
 STD = np.array([0.1, 0.1, 0.2, 0.2])
+
+
+def _metas(image_shape, windows, num_classes):
+    """[len(windows), META] metas of molded images of `image_shape` with these pixel windows."""
+    return np.stack([compose_image_meta(0, image_shape, image_shape, window, 1.0,
+                                        np.ones(num_classes)) for window in windows]
+                    ).astype(np.float32)
 
 
 def test_box_ops_match_numpy_and_invert():
@@ -89,8 +97,7 @@ def test_pyramid_roi_align_takes_each_roi_from_its_level():
     image_size = 256
     maps = [np.full([2, image_size // s, image_size // s, 3], level, np.float32)
             for level, s in zip(range(2, 6), (4, 8, 16, 32))]
-    meta = np.zeros([2, 16], np.float32)
-    meta[:, 4:7] = [image_size, image_size, 3]
+    meta = _metas((image_size, image_size, 3), [(0, 0, image_size, image_size)] * 2, 4)
     # level = 4 + round(log2(side / (224 / 256))): 30 -> 2, 150 -> 3, 60 -> 2, 220 -> 4.
     sides = np.array([[30, 150], [60, 220]]) / image_size
     rois = np.zeros([2, 2, 4], np.float32)
@@ -128,9 +135,7 @@ def test_detection_layer_matches_numpy_reference():
     logits = rng.normal(0, 2, (2, count, classes))
     probs = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype(np.float32)
     deltas = rng.normal(0, 1, (2, count, classes, 4)).astype(np.float32)
-    meta = np.zeros([2, 12 + classes], np.float32)
-    meta[:, 4:7] = [101, 101, 3]
-    meta[:, 7:11] = [[10, 0, 91, 101], [0, 0, 101, 101]]  # pixel windows
+    meta = _metas((101, 101, 3), [(10, 0, 91, 101), (0, 0, 101, 101)], classes)
     layer = DetectionLayer(max_instances=8, min_confidence=0.3, nms_threshold=0.3,
                            bbox_std_dev=STD)
     result = layer([rois, probs, deltas, meta]).numpy()
@@ -145,9 +150,7 @@ def test_detection_layer_matches_numpy_reference():
 def test_detection_layer_with_only_background_gives_padding():
     probs = np.zeros([1, 5, 3], np.float32)
     probs[..., 0] = 1.0
-    meta = np.zeros([1, 15], np.float32)
-    meta[:, 4:7] = [64, 64, 3]
-    meta[:, 9:11] = 64
+    meta = _metas((64, 64, 3), [(0, 0, 64, 64)], 3)
     layer = DetectionLayer(max_instances=4, min_confidence=0.0, nms_threshold=0.3)
     result = layer([np.full([1, 5, 4], 0.5, np.float32), probs,
                     np.zeros([1, 5, 3, 4], np.float32), meta]).numpy()

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from samples.shapes.shapes import ShapesConfig, ShapesDataset, shape_mask
+from mrcnn.datasets.shapes import ShapesConfig, ShapesDataset, shape_mask
 
 SIZE = 128
 COUNT = 12

@@ -155,3 +155,23 @@ def test_get_config_round_trip():
     assert (clone.name, clone.train_rois_per_image, clone.roi_positive_ratio) == \
         ("proposal_targets", 200, 0.33)
     assert (clone.bbox_std_dev, clone.mask_shape, clone.use_mini_mask) == (STD, (28, 28), False)
+
+
+def test_positive_rows_hold_every_positive_and_only_they_can():
+    # Many random proposals around three gt boxes per image: dozens of positives and
+    # negatives to sample, drawn differently in each image. The mask head relies on
+    # positive_rows; a layer that put positives anywhere but first would fail here.
+    rng = np.random.default_rng(5)
+    gt = np.array([[0.1, 0.1, 0.4, 0.4], [0.5, 0.2, 0.9, 0.6], [0.2, 0.6, 0.5, 0.95]])
+    jitter = rng.uniform(-0.08, 0.08, (3, 60, 4))
+    proposals = np.clip(np.concatenate([gt[None] + jitter[:, :3], jitter + 0.45], 1), 0, 1)
+    proposals = np.sort(proposals.reshape(3, -1, 2, 2), axis=2).reshape(3, -1, 4)
+    layer = DetectionTargetLayer(20, 0.33, STD, (4, 4), use_mini_mask=True)
+    class_ids = run(layer, proposals, [[1, 2, 3]] * 3, [gt] * 3,
+                    np.ones((3, 4, 4, 3), bool))[1]
+    inside = layer.positive_rows(tf.constant(class_ids)).numpy()
+    assert layer.max_positives == 6 and inside.shape == (3, 6)
+    np.testing.assert_array_equal(class_ids[:, 6:], 0)      # nothing positive after them
+    for row in inside:                                      # positives, then negatives
+        count = int((row > 0).sum())
+        assert count > 0 and np.all(row[:count] > 0) and np.all(row[count:] == 0)

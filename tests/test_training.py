@@ -12,11 +12,17 @@ from samples.shapes.train_shapes import FastShapesConfig
 
 
 class TrainConfig(FastShapesConfig):
-    """The main job's compact model, smaller still."""
+    """The main job's compact model, smaller still.
+
+    Every positive proposal is kept and no negative (ROI_POSITIVE_RATIO 1 over as many
+    rows as proposals): each pass over a batch samples the same ROIs, in another order
+    only, so the losses of a batch repeat to rounding.
+    """
     NAME = "trainee"
     IMAGES_PER_GPU = 2
-    TRAIN_ROIS_PER_IMAGE = 16
-    POST_NMS_ROIS_TRAINING = 100
+    POST_NMS_ROIS_TRAINING = 32
+    TRAIN_ROIS_PER_IMAGE = 32
+    ROI_POSITIVE_RATIO = 1.0
     STEPS_PER_EPOCH = 2
     VALIDATION_STEPS = 1
 
@@ -36,17 +42,42 @@ def test_history_has_loss_and_every_named_loss_with_val_twins(trained):
     assert all(np.isfinite(v[0]) for v in history.history.values())
 
 
-def test_checkpoint_per_epoch_and_resume_at_next_epoch(trained, shapes):
+HEAD_SAMPLES = ("rpn_model", "fpn_p2", "mrcnn_class_logits", "mrcnn_class_bn1")
+
+
+def _weights(layers) -> dict:
+    """{layer/index: values} of every weight of `layers`, non-trainable ones included."""
+    return {f"{layer.name}/{i}": w.numpy() for layer in layers
+            for i, w in enumerate(layer.weights)}
+
+
+def _backbone_layers(keras_model):
+    return [layer for layer in keras_model.layers if layer.name.startswith("compact")]
+
+
+@pytest.fixture(scope="module")
+def resumed(trained, shapes):
+    """The first epoch's checkpoint loaded into a new model, which then trains its heads
+    for epoch 2; with the weights before that epoch and its History."""
     model, _ = trained
     checkpoint = model.find_last()
     assert os.path.basename(checkpoint) == "mask_rcnn_trainee_0001.h5"
     resumed = MaskRCNN("training", TrainConfig(), model.model_dir)
     resumed.load_weights(checkpoint)
-    assert resumed.epoch == 1 and resumed.log_dir == model.log_dir
-    for mine, theirs in zip(resumed.keras_model.weights, model.keras_model.weights):
-        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    km = resumed.keras_model
+    before = (_weights(_backbone_layers(km)), _weights(km.get_layer(n) for n in HEAD_SAMPLES),
+              [w.numpy() for w in km.weights])
     history = resumed.train(shapes, shapes, learning_rate=0.01, epochs=2, layers="heads",
                             workers=1)
+    return resumed, history, before
+
+
+def test_checkpoint_per_epoch_and_resume_at_next_epoch(trained, resumed, shapes):
+    model, _ = trained
+    resumed, history, (_, _, loaded) = resumed
+    assert resumed.log_dir == model.log_dir
+    for mine, theirs in zip(loaded, model.keras_model.weights):
+        np.testing.assert_array_equal(mine, theirs.numpy())
     assert history.epoch == [1]
     assert resumed.epoch == 2
     assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(model.log_dir, "*.h5"))) \
@@ -68,18 +99,39 @@ def test_repeated_steps_on_one_batch_lower_the_loss(trained, shapes):
     assert np.mean(total[-3:]) < np.mean(total[:3]), total
 
 
-def test_total_loss_is_weighted_losses_plus_weight_decay(trained, shapes):
+def test_reported_loss_is_the_named_losses_plus_weight_decay_and_val_is_evaluate(
+        trained, shapes):
     model, _ = trained
+    km, config = model.keras_model, model.config
     model.set_trainable(LAYER_PRESETS["all"])
-    model.compile(0.0, 0.0)
-    inputs = DataGenerator(shapes, model.config, shuffle=False, seed=0)[0][0]
-    outputs = model.keras_model(list(inputs), training=True)
-    named = sum(float(v[0]) for v in outputs[-len(LOSS_NAMES):])
-    decay = model.config.WEIGHT_DECAY * sum(
-        float(np.mean(w.numpy() ** 2)) for w in model.keras_model.trainable_weights
-        if not w.path.endswith(("gamma", "beta")))
-    total = float(model.keras_model.compute_loss(x=inputs, y_pred=outputs, training=True))
-    assert total == pytest.approx(named + decay, rel=1e-4)
+    model.compile(0.0, 0.0)  # no step changes the weights: the decay term stays fixed
+
+    def batches():  # the same batches each time: a new generator starts at its epoch 0
+        return DataGenerator(shapes, config, shuffle=False, seed=1, workers=1)
+    history = km.fit(batches(), epochs=1, steps_per_epoch=2, validation_data=batches(),
+                     validation_steps=2, verbose=0, shuffle=False)
+    logs = {name: values[0] for name, values in history.history.items()}
+    decay = config.WEIGHT_DECAY * sum(float(np.mean(w.numpy() ** 2))
+                                      for w in km.trainable_weights
+                                      if not w.path.endswith(("gamma", "beta")))
+    assert decay > 0
+    for prefix in ("", "val_"):
+        named = sum(logs[prefix + name] for name in LOSS_NAMES)
+        assert logs[prefix + "loss"] == pytest.approx(named + decay, rel=1e-4), prefix
+    evaluated = km.evaluate(batches(), steps=2, return_dict=True, verbose=0)
+    for name in ("loss", *LOSS_NAMES):
+        assert logs[f"val_{name}"] == pytest.approx(evaluated[name], rel=1e-4, abs=1e-6), name
+
+
+def test_train_heads_leaves_the_backbone_and_its_statistics_alone(resumed):
+    model, _, (backbone, heads, _) = resumed
+    km = model.keras_model
+    assert any("_bn" in name for name in backbone)   # BatchNorm moving statistics included
+    after = _weights(_backbone_layers(km))
+    for name, before in backbone.items():
+        np.testing.assert_array_equal(after[name], before, err_msg=name)
+    after = _weights(km.get_layer(n) for n in HEAD_SAMPLES)
+    assert not [name for name, before in heads.items() if np.array_equal(after[name], before)]
 
 
 def test_layer_presets_freeze_the_backbone_for_heads(trained):

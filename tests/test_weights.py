@@ -8,16 +8,16 @@ import pytest
 
 from mrcnn.config import Config
 from mrcnn.graph.network import build_inference_model
-from mrcnn.weights import (HEAD_LAYERS, WeightFileError, _classic_weight_names,
-                           load_weights, num_classes_in_file, save_weights, weighted_layers)
+from mrcnn.weights import (HEAD_LAYERS, HEADS_IF_MISMATCH, WeightFileError, WeightFileInfo,
+                           _classic_weight_names, load_weights, num_classes_in_file,
+                           resolve_exclude, save_weights, settings_to_fit, weight_file_info,
+                           weighted_layers)
 
-LAYOUT_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "compat",
-                           "keras2_h5_weight_layout.json")
+# Part of the repository: a missing file fails the tests, it never skips them.
+LAYOUT_PATH = os.path.join(os.path.dirname(__file__), "data", "keras2_h5_weight_layout.json")
 
 
 def _layout():
-    if not os.path.exists(LAYOUT_PATH):
-        pytest.skip("shared/compat/keras2_h5_weight_layout.json is not beside the checkout")
     with open(LAYOUT_PATH) as f:
         return json.load(f)
 
@@ -210,3 +210,74 @@ def test_num_classes_in_file(tiny_models, tmp_path):
     assert num_classes_in_file(backbone) is None
     with pytest.raises(FileNotFoundError):
         num_classes_in_file(str(tmp_path / "nope.h5"))
+
+
+def _resnet_layers(stage_blocks, branches):
+    """Classic ResNet layer names (tiny stand-in weights) for blocks per stage 2..5."""
+    return {f"res{stage}{chr(ord('a') + block)}_branch2{branch}": [
+                (f"res{stage}{chr(ord('a') + block)}_branch2{branch}/kernel:0", (1,))]
+            for stage, count in zip(range(2, 6), stage_blocks) for block in range(count)
+            for branch in branches}
+
+
+def test_weight_file_info_reads_class_count_and_backbone(tiny_models, tmp_path):
+    saved = str(tmp_path / "tiny.h5")
+    save_weights(tiny_models[0], saved)
+    assert weight_file_info(saved) == WeightFileInfo(num_classes=4, backbone="resnet50")
+    for backbone, blocks, branches in (("resnet101", (3, 4, 23, 3), "abc"),
+                                       ("resnet50", (3, 4, 6, 3), "abc"),
+                                       ("resnet34", (3, 4, 6, 3), "ab"),
+                                       ("resnet18", (2, 2, 2, 2), "ab")):
+        path = str(tmp_path / f"{backbone}.h5")
+        _write_classic_file(path, _resnet_layers(blocks, branches))
+        assert weight_file_info(path) == WeightFileInfo(None, backbone)
+    other = str(tmp_path / "other.h5")
+    _write_classic_file(other, {"compact1_conv0": [("compact1_conv0/kernel:0", (1,))]})
+    assert weight_file_info(other).backbone is None
+    with pytest.raises(FileNotFoundError):
+        weight_file_info(str(tmp_path / "nope.h5"))
+
+
+def test_settings_to_fit_take_what_the_file_knows_unless_given(tiny_config_class):
+    info = WeightFileInfo(num_classes=81, backbone="resnet101")
+    assert settings_to_fit(info, tiny_config_class, {}) == {"NUM_CLASSES": 81,
+                                                            "BACKBONE": "resnet101"}
+    assert settings_to_fit(info, tiny_config_class, {"NUM_CLASSES": 4}) == {
+        "BACKBONE": "resnet101"}
+    assert settings_to_fit(WeightFileInfo(4, None), tiny_config_class, {}) == {}
+
+
+def test_resolve_exclude(tiny_models, tmp_path):
+    path = str(tmp_path / "four.h5")
+    save_weights(tiny_models[0], path)
+    assert resolve_exclude(HEADS_IF_MISMATCH, path, 4) == ()
+    assert resolve_exclude(HEADS_IF_MISMATCH, path, 3) == HEAD_LAYERS
+    assert resolve_exclude(["mrcnn_mask"], path, 3) == ("mrcnn_mask",)
+    assert resolve_exclude(None, path, 3) == ()
+    with pytest.raises(ValueError, match="'heads-if-mismatch' or a list"):
+        resolve_exclude("mrcnn_mask", path, 3)
+
+
+def test_maskrcnn_load_weights_heads_if_mismatch(tiny_models, three_class_config, tmp_path):
+    from mrcnn.model import MaskRCNN
+
+    four, three = tiny_models
+    four_path, three_path = str(tmp_path / "four.h5"), str(tmp_path / "three.h5")
+    save_weights(four, four_path)
+    save_weights(three, three_path)
+    model = MaskRCNN("inference", three_class_config, str(tmp_path / "logs"))
+    heads = [n for n in HEAD_LAYERS if model.keras_model.get_layer(n).weights]
+    heads_before = {n: _snapshot(model.keras_model.get_layer(n)) for n in heads}
+    # Another class count: the heads are skipped and keep their weights, the rest loads.
+    report = model.load_weights(four_path, by_name=True, exclude=HEADS_IF_MISMATCH)
+    assert sorted(report.excluded) == sorted(heads)
+    for name in heads:
+        assert all(np.array_equal(a, b) for a, b in
+                   zip(heads_before[name], _snapshot(model.keras_model.get_layer(name))))
+    np.testing.assert_array_equal(np.asarray(model.keras_model.get_layer("conv1").weights[0]),
+                                  np.asarray(four.get_layer("conv1").weights[0]))
+    # The same class count: everything loads, the heads too.
+    report = model.load_weights(three_path, exclude=HEADS_IF_MISMATCH)
+    assert report.excluded == [] and "mrcnn_class_logits" in report.loaded
+    for a, b in zip(model.keras_model.weights, three.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

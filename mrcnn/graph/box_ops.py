@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from mrcnn.boxes import MAX_LOG_SCALE
+
 
 def _centres_and_sizes(boxes: tf.Tensor):
     height = boxes[..., 2] - boxes[..., 0]
@@ -20,7 +22,8 @@ def apply_box_deltas(boxes: tf.Tensor, deltas: tf.Tensor) -> tf.Tensor:
     Args:
         boxes: [..., (y1, x1, y2, x2)] boxes to refine.
         deltas: [..., (dy, dx, log(dh), log(dw))] refinements, already
-            multiplied by the std-devs.
+            multiplied by the std-devs; log(dh) and log(dw) are clamped at
+            ``mrcnn.boxes.MAX_LOG_SCALE``.
 
     Returns:
         [..., (y1, x1, y2, x2)] refined boxes.
@@ -28,8 +31,8 @@ def apply_box_deltas(boxes: tf.Tensor, deltas: tf.Tensor) -> tf.Tensor:
     centre_y, centre_x, height, width = _centres_and_sizes(boxes)
     centre_y += deltas[..., 0] * height
     centre_x += deltas[..., 1] * width
-    height *= tf.exp(deltas[..., 2])
-    width *= tf.exp(deltas[..., 3])
+    height *= tf.exp(tf.minimum(deltas[..., 2], MAX_LOG_SCALE))
+    width *= tf.exp(tf.minimum(deltas[..., 3], MAX_LOG_SCALE))
     y1 = centre_y - 0.5 * height
     x1 = centre_x - 0.5 * width
     return tf.stack([y1, x1, y1 + height, x1 + width], axis=-1)

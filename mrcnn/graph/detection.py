@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from mrcnn.graph.box_ops import apply_box_deltas, clip_boxes, norm_boxes
+from mrcnn.image_meta import parse_image_meta_graph
 
 
 class DetectionLayer(keras.layers.Layer):
@@ -43,8 +44,9 @@ class DetectionLayer(keras.layers.Layer):
 
     def call(self, inputs):
         rois, class_probs, bbox_deltas, image_meta = inputs
-        # Image meta: window (pixels) at 7:11, molded shape at 4:6.
-        windows = norm_boxes(image_meta[:, 7:11], image_meta[0, 4:6])
+        meta = parse_image_meta_graph(image_meta)
+        # All images of a batch share the molded shape.
+        windows = norm_boxes(meta["window"], meta["image_shape"][0, :2])
         return tf.map_fn(
             lambda args: self._refine(*args), (rois, class_probs, bbox_deltas, windows),
             fn_output_signature=tf.TensorSpec([self.max_instances, 6], tf.float32))

@@ -2,7 +2,8 @@
 
 ``BatchNorm`` carries the classic TRAIN_BN switch; ``TimeDistributed`` applies
 a layer to every ROI in one call by folding the ROI axis into the batch;
-``PyramidAnchors`` and ``NormalizeBoxes`` feed the training graph.
+``PyramidAnchors`` and ``NormalizeBoxes`` feed the training graph;
+``ImageMetaField`` reads one field of the image meta by name.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import tensorflow as tf
 from mrcnn.anchors import generate_pyramid_anchors
 from mrcnn.boxes import norm_boxes
 from mrcnn.graph import box_ops
+from mrcnn.image_meta import FIELDS, parse_image_meta_graph
 
 
 class BatchNorm(keras.layers.BatchNormalization):
@@ -96,9 +98,9 @@ class PyramidAnchors(keras.layers.Layer):
 
     Args:
         image_shape: (height, width) of the molded training images.
-        scales, ratios, strides, anchor_stride: RPN_ANCHOR_SCALES,
-            RPN_ANCHOR_RATIOS, BACKBONE_STRIDES and RPN_ANCHOR_STRIDE.
-        feature_shapes: [(height, width)] of each pyramid level.
+        scales, ratios, feature_shapes, feature_strides, anchor_stride: the
+            arguments of ``generate_pyramid_anchors``, as
+            ``mrcnn.anchors.anchor_settings(config, image_shape)`` gives them.
 
     Call args:
         images: [B, H, W, C]; only B is used.
@@ -107,17 +109,17 @@ class PyramidAnchors(keras.layers.Layer):
         [B, A, (y1, x1, y2, x2)] normalized anchors.
     """
 
-    def __init__(self, image_shape, scales, ratios, strides, anchor_stride: int,
-                 feature_shapes, **kwargs):
+    def __init__(self, image_shape, scales, ratios, feature_shapes, feature_strides,
+                 anchor_stride: int, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(v) for v in image_shape[:2])
         self.scales = tuple(float(v) for v in scales)
         self.ratios = tuple(float(v) for v in ratios)
-        self.strides = tuple(int(v) for v in strides)
+        self.feature_strides = tuple(int(v) for v in feature_strides)
         self.anchor_stride = int(anchor_stride)
         self.feature_shapes = tuple(tuple(int(v) for v in s) for s in feature_shapes)
         pixels = generate_pyramid_anchors(self.scales, self.ratios, self.feature_shapes,
-                                          self.strides, self.anchor_stride)
+                                          self.feature_strides, self.anchor_stride)
         self.anchors = norm_boxes(pixels, self.image_shape).astype("float32")
 
     def call(self, images):
@@ -129,7 +131,7 @@ class PyramidAnchors(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "image_shape": self.image_shape, "scales": self.scales,
-                "ratios": self.ratios, "strides": self.strides,
+                "ratios": self.ratios, "feature_strides": self.feature_strides,
                 "anchor_stride": self.anchor_stride, "feature_shapes": self.feature_shapes}
 
 
@@ -181,3 +183,30 @@ class PadRows(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "length": self.length}
+
+
+class ImageMetaField(keras.layers.Layer):
+    """One field of the image meta, read by name (see :mod:`mrcnn.image_meta`).
+
+    Args:
+        field: a field name of ``mrcnn.image_meta.FIELDS``, e.g. "active_class_ids".
+
+    Call args:
+        image_meta: [B, META] float.
+
+    Returns:
+        The field as :func:`mrcnn.image_meta.parse_image_meta_graph` gives it, float32.
+    """
+
+    def __init__(self, field: str, **kwargs):
+        super().__init__(**kwargs)
+        if field not in dict(FIELDS):
+            raise ValueError(f"unknown image meta field {field!r}; use one of "
+                             f"{[name for name, _ in FIELDS]}")
+        self.field = field
+
+    def call(self, image_meta):
+        return parse_image_meta_graph(image_meta)[self.field]
+
+    def get_config(self):
+        return {**super().get_config(), "field": self.field}

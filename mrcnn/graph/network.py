@@ -12,17 +12,18 @@ import keras
 from keras import layers
 
 from mrcnn import losses as loss_choices
-from mrcnn.anchors import compute_backbone_shapes
-from mrcnn.config import IMAGE_DIVISOR, Config
+from mrcnn.anchors import anchor_settings
+from mrcnn.config import IMAGE_DIVISOR, Config, divisible_size
 from mrcnn.graph import losses
 from mrcnn.graph.backbone import resnet_graph
 from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
 from mrcnn.graph.fpn import fpn_graph
 from mrcnn.graph.heads import classifier_head, mask_head
-from mrcnn.graph.layers import NormalizeBoxes, PadRows, PyramidAnchors
+from mrcnn.graph.layers import ImageMetaField, NormalizeBoxes, PadRows, PyramidAnchors
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.rpn import build_rpn_model
 from mrcnn.graph.targets import DetectionTargetLayer
+from mrcnn.weights import ClassicWeightsModel
 
 # Weights that weight decay leaves alone: BatchNorm's scale and offset.
 NO_DECAY = re.compile(r"(gamma|beta)$")
@@ -31,7 +32,7 @@ NO_DECAY = re.compile(r"(gamma|beta)$")
 def check_image_shape(config: Config) -> None:
     """Raises ValueError unless IMAGE_SHAPE halves cleanly 6 times."""
     height, width = (int(v) for v in config.IMAGE_SHAPE[:2])
-    if height % IMAGE_DIVISOR or width % IMAGE_DIVISOR:
+    if divisible_size(height) != height or divisible_size(width) != width:
         raise ValueError(
             f"Image size {height}x{width} must be divisible by {IMAGE_DIVISOR} at least "
             f"6 times for the feature pyramid: use e.g. 256, 320, 384, 448, 512, 576, "
@@ -111,12 +112,12 @@ def build_inference_model(config: Config) -> keras.Model:
     mrcnn_mask = mask_head(detection_boxes, input_image_meta, head_maps, config.MASK_POOL_SIZE,
                            config.NUM_CLASSES, config.TRAIN_BN, config.MASK_HEAD_CHANNELS)
     mrcnn_mask = PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
-    return keras.Model([input_image, input_image_meta, input_anchors],
-                       [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
-                        rpn_class, rpn_bbox], name="mask_rcnn")
+    return ClassicWeightsModel([input_image, input_image_meta, input_anchors],
+                               [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
+                                rpn_class, rpn_bbox], name="mask_rcnn")
 
 
-class TrainingModel(keras.Model):
+class TrainingModel(ClassicWeightsModel):
     """The training graph, whose loss adds the classic L2 weight decay.
 
     The five named losses come from the loss layers' ``add_loss``; this model
@@ -169,9 +170,7 @@ def build_training_model(config: Config) -> keras.Model:
     feature_maps = pyramid_features(input_image, config)
     head_maps = feature_maps[:4]
     rpn_class_logits, rpn_class, rpn_bbox = region_proposals(feature_maps, config)
-    anchors = PyramidAnchors(image_shape, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-                             config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
-                             compute_backbone_shapes(config, image_shape),
+    anchors = PyramidAnchors(image_shape, **anchor_settings(config, image_shape),
                              name="anchors")(input_image)
     rpn_rois = ProposalLayer(config.POST_NMS_ROIS_TRAINING, config.RPN_NMS_THRESHOLD,
                              config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV,
@@ -187,13 +186,13 @@ def build_training_model(config: Config) -> keras.Model:
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = classifier_head(
         rois, input_image_meta, head_maps, config.POOL_SIZE, config.NUM_CLASSES,
         config.TRAIN_BN, config.FPN_CLASSIF_FC_LAYERS_SIZE)
-    # The positive ROIs come first and only they have a mask loss: the mask
-    # head runs on the rows that can hold a positive.
-    mrcnn_mask = mask_head(rois[:, :targets.max_positives], input_image_meta, head_maps,
+    # Only positive ROIs have a mask loss: the mask head runs on their rows alone.
+    mrcnn_mask = mask_head(targets.positive_rows(rois), input_image_meta, head_maps,
                            config.MASK_POOL_SIZE, config.NUM_CLASSES, config.TRAIN_BN,
                            config.MASK_HEAD_CHANNELS)
     mrcnn_mask = PadRows(config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_padded")(mrcnn_mask)
-    active_class_ids = input_image_meta[:, 12:]
+    active_class_ids = ImageMetaField("active_class_ids", name="active_class_ids")(
+        input_image_meta)
 
     # The tensors that losses and monitors can take (documented in mrcnn.losses).
     graph_tensors = {

@@ -4,6 +4,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from mrcnn.image_meta import parse_image_meta_graph
+
 # A ROI of CANONICAL_SIZE pixels (in a 224 x 224 image's terms) maps to P4.
 CANONICAL_SIZE = 224.0
 CANONICAL_LEVEL = 4
@@ -29,6 +31,24 @@ def roi_levels(boxes: tf.Tensor, image_area: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.clip_by_value(level, MIN_LEVEL, MAX_LEVEL), tf.int32)
 
 
+def zero_invalid_rois(boxes: tf.Tensor) -> tf.Tensor:
+    """Sets to zero the ROIs that are non-finite or have no area.
+
+    A NaN box has no pyramid level (its level casts to int32 -2147483648): left in,
+    it would fall out of the per-level gathers and the pooled tensor would lose a row.
+    A zero box goes to level 2 like the zero padding, and pools a constant crop.
+
+    Args:
+        boxes: [N, (y1, x1, y2, x2)] normalized ROIs.
+
+    Returns:
+        [N, (y1, x1, y2, x2)] the same ROIs, invalid rows zeroed.
+    """
+    valid = (tf.reduce_all(tf.math.is_finite(boxes), axis=1) &
+             (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1]))
+    return tf.where(valid[:, tf.newaxis], boxes, tf.zeros_like(boxes))
+
+
 class PyramidROIAlign(keras.layers.Layer):
     """ROIAlign on a feature pyramid (bilinear, one sample per output cell).
 
@@ -41,7 +61,8 @@ class PyramidROIAlign(keras.layers.Layer):
             The molded image size is read from the first image's meta.
 
     Returns:
-        [B, N, pool_height, pool_width, C] pooled features in ROI order.
+        [B, N, pool_height, pool_width, C] pooled features in ROI order; a
+        non-finite or empty ROI pools as the zero box (see zero_invalid_rois).
     """
 
     def __init__(self, pool_shape, **kwargs):
@@ -51,10 +72,10 @@ class PyramidROIAlign(keras.layers.Layer):
     def call(self, inputs):
         boxes, image_meta, *feature_maps = inputs
         batch, count = tf.shape(boxes)[0], tf.shape(boxes)[1]
-        flat_boxes = tf.reshape(boxes, (-1, 4))
+        flat_boxes = zero_invalid_rois(tf.reshape(boxes, (-1, 4)))
         image_index = tf.repeat(tf.range(batch), count)
-        image_area = image_meta[0, 4] * image_meta[0, 5]
-        levels = roi_levels(flat_boxes, tf.cast(image_area, tf.float32))
+        image_shape = parse_image_meta_graph(image_meta)["image_shape"][0]
+        levels = roi_levels(flat_boxes, image_shape[0] * image_shape[1])
 
         positions, pooled = [], []
         for level, feature_map in enumerate(feature_maps, start=MIN_LEVEL):

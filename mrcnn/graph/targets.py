@@ -10,13 +10,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mrcnn.boxes import CROWD_IOU
 from mrcnn.graph.box_ops import box_refinement, overlaps
 
 # A proposal is positive at this IoU with some gt box, negative below it.
 POSITIVE_IOU = 0.5
-# A proposal overlapping a crowd box at least this much is never a negative:
-# it may well show one of the crowd's unlabelled instances.
-CROWD_IOU = 0.001
 
 
 def _non_zero_rows(boxes: tf.Tensor) -> tf.Tensor:
@@ -38,8 +36,9 @@ class DetectionTargetLayer(keras.layers.Layer):
     ``bbox_std_dev``, and the gt mask cropped to the ROI, resized bilinearly
     to ``mask_shape`` and rounded to 0/1. The gt boxes are not added to the
     proposals. Everything is zero-padded to T rows: positives first, then
-    negatives (class 0, zero deltas and masks), then padding. No gradient
-    flows through the outputs.
+    negatives (class 0, zero deltas and masks), then padding; use
+    :meth:`positive_rows` to take the rows that can be positive rather than
+    relying on that order by hand. No gradient flows through the outputs.
 
     Args:
         train_rois_per_image: T, the ROIs kept per image.
@@ -74,8 +73,25 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     @property
     def max_positives(self) -> int:
-        """The most positive ROIs an image gets; they fill the first rows."""
+        """The most positive ROIs an image gets: the length of :meth:`positive_rows`."""
         return int(self.train_rois_per_image * self.roi_positive_ratio)
+
+    def positive_rows(self, per_roi):
+        """The rows of a per-ROI tensor that can hold a positive ROI.
+
+        The layer's order contract: in every image the sampled positives fill the first
+        rows, then come the negatives, then padding. So the first :attr:`max_positives`
+        rows hold every positive of every image; rows after them never do. Work that only
+        positives need (the mask head and its loss) runs on these rows alone.
+
+        Args:
+            per_roi: [B, T, ...] one of the layer's outputs, or a tensor row-aligned with
+                them (a symbolic KerasTensor or an eager tensor).
+
+        Returns:
+            [B, max_positives, ...] its first rows.
+        """
+        return per_roi[:, :self.max_positives]
 
     def call(self, inputs):
         proposals, gt_class_ids, gt_boxes, gt_masks = inputs

@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT_DIR)
 
 from mrcnn import cli  # noqa: E402
 from mrcnn.coco import CocoDataset, build_coco_results, evaluate_coco  # noqa: E402
-from mrcnn.configs import COCO_CLASS_NAMES, CocoConfig  # noqa: E402
+from mrcnn.config_presets import COCO_CLASS_NAMES, CocoConfig  # noqa: E402
 
 # The classic sample's module-level names, for code that does `import coco`.
 __all__ = ["CocoConfig", "CocoDataset", "COCO_CLASS_NAMES", "build_coco_results",

@@ -4,7 +4,10 @@ On a 2-core CPU with no weight files, the default run trains a small FPN
 Mask R-CNN (the compact backbone below, given as a callable BACKBONE, and a
 narrow mask head) from random initialization on 128 x 128 shapes images, then prints
 the mean VOC-style AP at IoU 0.5 (the classic ``compute_ap``) on held-out
-images and writes a PNG of detections::
+images and writes a PNG of ground truth and captioned detections. Each epoch it
+logs the COCO mAP on its validation images (val_map50, val_map, val_mask_map50,
+val_mask_map) and keeps the best checkpoint by val_mask_map50, which the
+held-out evaluation then uses::
 
     python samples/shapes/train_shapes.py                   # default run
     python samples/shapes/train_shapes.py --epochs 20       # longer
@@ -16,6 +19,8 @@ images and writes a PNG of detections::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import time
@@ -27,13 +32,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from mrcnn import visualize  # noqa: E402  (first: it quiets TensorFlow's C++ log)
 from keras import layers, utils  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from mrcnn.boxes import extract_bboxes  # noqa: E402
+from mrcnn.callbacks import best_checkpoint_path, best_record  # noqa: E402
 from mrcnn.cli import loss_settings  # noqa: E402
 from mrcnn.data import Augmenter, load_image_gt  # noqa: E402
 from mrcnn.graph.layers import BatchNorm  # noqa: E402
 from mrcnn.metrics import compute_ap  # noqa: E402
 from mrcnn.model import MaskRCNN  # noqa: E402
 from mrcnn.weights import HEAD_LAYERS  # noqa: E402
-from samples.shapes.shapes import ShapesConfig, ShapesDataset  # noqa: E402
+from mrcnn.datasets.shapes import ShapesConfig, ShapesDataset  # noqa: E402
 
 
 BACKBONE_STRIDES = [4, 8, 16, 32, 64]
@@ -120,20 +128,28 @@ def evaluate(model: MaskRCNN, dataset: ShapesDataset, config) -> float:
 
 def draw(model: MaskRCNN, dataset: ShapesDataset, image_ids, path: str,
          min_score: float = 0.5) -> None:
-    """Confident detections of a few images, side by side, in one PNG."""
+    """A few images in one PNG: ground truth on top, below it the detections scoring
+    at least `min_score`, each labelled with its class name (and score)."""
     images = [dataset.load_image(i) for i in image_ids]
     results = model.detect(images)
-    tiles = []
-    for image, result in zip(images, results):
+    fig = Figure(figsize=(3 * len(images), 6.4), dpi=100)
+    axes = fig.subplots(2, len(images), squeeze=False)
+    for column, (image_id, image, result) in enumerate(zip(image_ids, images, results)):
+        gt_masks, gt_class_ids = dataset.load_mask(image_id)
         confident = np.where(result["scores"] >= min_score)[0]
-        colors = visualize.random_colors(len(confident), seed=0)
-        tile = image.copy()
-        for color, i in zip(colors, confident):
-            tile = visualize.apply_mask(tile, result["masks"][:, :, i], color)
-            tile = visualize.draw_box(tile, result["rois"][i], np.array(color) * 255)
-        tiles.append(tile)
-    visualize.display_images(tiles, titles=[f"image {i}" for i in image_ids],
-                             cols=len(tiles), save_path=path)
+        # display_instances prints a line for an image without instances.
+        with contextlib.redirect_stdout(io.StringIO()):
+            visualize.display_instances(image, extract_bboxes(gt_masks), gt_masks,
+                                        gt_class_ids, dataset.class_names,
+                                        ax=axes[0, column])
+            visualize.display_instances(image, result["rois"][confident],
+                                        result["masks"][:, :, confident],
+                                        result["class_ids"][confident], dataset.class_names,
+                                        result["scores"][confident], ax=axes[1, column])
+        axes[0, column].set_title(f"image {image_id}: ground truth")
+        axes[1, column].set_title("detections")
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def main(argv=None) -> float:
@@ -158,6 +174,11 @@ def main(argv=None) -> float:
     parser.add_argument("--metric", action="append", default=[], metavar="NAME",
                         help="a monitor shown during training: roi_accuracy, mask_iou, "
                              "positive_fraction (repeatable)")
+    parser.add_argument("--evaluate-every", type=int, default=1,
+                        help="COCO mAP on the validation images every N epochs, and the "
+                             "best checkpoint by mask mAP@0.5 (0: neither)")
+    parser.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                        help="stop when the mask mAP@0.5 has not improved for PATIENCE epochs")
     args = parser.parse_args(argv)
     # The same seed gives the same initial weights, so that runs with other losses compare.
     utils.set_random_seed(args.seed)
@@ -186,15 +207,23 @@ def main(argv=None) -> float:
     # The classic schedule's shape: most epochs at the learning rate, the last
     # ones at a tenth of it (which also lets BatchNorm's statistics settle).
     augmentation = Augmenter(fliplr=0.5, flipud=0.5)
-    model.train(train_set, val_set, args.lr, epochs=max(1, args.epochs * 3 // 4), layers="all",
-                augmentation=augmentation)
-    if args.epochs > model.epoch:
+    # val_map50, val_map, val_mask_map50, val_mask_map each epoch; the best by val_mask_map50.
+    measure = dict(evaluate_every=args.evaluate_every or None, evaluate_limit=args.val_count,
+                   early_stop=args.early_stop)
+    first_stage = max(1, args.epochs * 3 // 4)
+    model.train(train_set, val_set, args.lr, epochs=first_stage, layers="all",
+                augmentation=augmentation, **measure)
+    if args.epochs > model.epoch == first_stage:  # not stopped early
         model.train(train_set, val_set, args.lr / 10, epochs=args.epochs, layers="all",
-                    augmentation=augmentation)
+                    augmentation=augmentation, **measure)
     trained = time.time() - start
 
     detector = MaskRCNN("inference", inference_config(Config), args.logs)
-    detector.load_weights(model.find_last())
+    record = best_record(model)
+    detector.load_weights(best_checkpoint_path(model) if record else model.find_last())
+    if record:
+        print(f"best checkpoint: epoch {record['epoch']}, {record['monitor']} "
+              f"{record['value']:.3f} ({best_checkpoint_path(model)})")
     mean_ap = evaluate(detector, test_set, detector.config)
     draw(detector, test_set, test_set.image_ids[:4], args.out)
     print(f"trained {args.epochs} epochs in {trained / 60:.1f} min; "

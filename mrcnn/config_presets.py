@@ -1,4 +1,4 @@
-"""Named configurations and configurations derived at run time.
+"""Config presets by name, config classes loaded from a spec, and configs derived at run time.
 
 The `mrcnn` command (and the samples) pick a :class:`~mrcnn.config.Config`
 subclass by name and adjust it to the job: the number of classes of a
@@ -17,6 +17,7 @@ uses it to label detections. This module imports no TensorFlow.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -40,10 +41,6 @@ COCO_CLASS_NAMES = (
     "refrigerator", "book", "clock", "vase", "scissors", "teddy bear", "hair drier",
     "toothbrush")
 
-# The repository root: the samples live there and are not installed with the package.
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 class CocoConfig(Config):
     """The classic COCO training configuration (matches mask_rcnn_coco.h5)."""
     NAME = "coco"
@@ -60,8 +57,8 @@ class DatasetConfig(Config):
 
 # Short names accepted wherever a config is named.
 CONFIG_REGISTRY = {
-    "shapes": "samples.shapes.shapes:ShapesConfig",
-    "coco": "mrcnn.configs:CocoConfig",
+    "shapes": "mrcnn.datasets.shapes:ShapesConfig",
+    "coco": "mrcnn.config_presets:CocoConfig",
 }
 CONFIG_FORMS = (f"{', '.join(CONFIG_REGISTRY)}, package.module:ClassName or "
                 "path/to/file.py:ClassName")
@@ -70,9 +67,9 @@ CONFIG_FORMS = (f"{', '.join(CONFIG_REGISTRY)}, package.module:ClassName or "
 def import_object(spec: str) -> Any:
     """The object named by ``"package.module:name"`` or ``"path/to/file.py:name"``.
 
-    The current folder and the repository root are searched after the
-    installed packages, so that local modules and ``samples.*`` import from a
-    checkout whichever way the command was started.
+    A module is looked up in the installed packages, then in the current
+    folder, so that a local module imports whichever way the command was
+    started. sys.path is left as it was.
 
     Raises:
         ValueError: malformed spec, a module that cannot be imported, or a
@@ -85,11 +82,9 @@ def import_object(spec: str) -> Any:
     if location.endswith(".py"):
         module = _module_from_file(location)
     else:
-        for root in (os.getcwd(), REPO_ROOT):
-            if root not in sys.path:
-                sys.path.append(root)
         try:
-            module = importlib.import_module(location)
+            with _importable_from(os.getcwd(), last=True):
+                module = importlib.import_module(location)
         except ImportError as err:
             raise ValueError(f"cannot import module {location!r} (from {spec!r}): {err}") \
                 from err
@@ -102,16 +97,28 @@ def import_object(spec: str) -> Any:
 def _module_from_file(path: str):
     if not os.path.isfile(path):
         raise ValueError(f"no Python file at {path!r}")
-    # The file's own folder comes first, so that it can import its sibling modules.
-    folder = os.path.dirname(os.path.abspath(path))
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
     module_name = "_mrcnn_user_" + os.path.splitext(os.path.basename(path))[0]
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    # The file's own folder comes first, so that it can import its sibling modules.
+    with _importable_from(os.path.dirname(os.path.abspath(path))):
+        spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def _importable_from(folder: str, last: bool = False):
+    """Makes `folder` importable while a user's module loads (first, or `last`), then
+    restores sys.path: the package never leaves its own search path changed."""
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(len(sys.path) if last else 0, folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
 
 
 def load_config_class(name: str) -> type[Config]:

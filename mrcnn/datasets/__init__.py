@@ -1,0 +1,1 @@
+"""Datasets that ship with the package: ``shapes`` (synthetic, generated on the fly)."""
