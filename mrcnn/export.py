@@ -33,14 +33,13 @@ import tempfile
 from typing import Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from mrcnn.anchors import generate_anchors
 from mrcnn.config import Config
 from mrcnn.graph import box_ops
 
-__all__ = ["export_saved_model", "resize_like_skimage", "resize_and_pad", "pyramid_anchors",
+__all__ = ["export_saved_model", "check_export_dir", "detect_image", "resize_like_skimage", "resize_and_pad", "pyramid_anchors",
            "unmold_detections", "SERVING_SIGNATURE", "ANY_CHANNELS_SIGNATURE"]
 
 SERVING_SIGNATURE = "serving_default"
@@ -259,53 +258,83 @@ def _check_exportable(keras_model: keras.Model, config: Config) -> None:
                          "is Python, and the exported graph computes the anchors itself.")
 
 
+def detect_image(keras_model: keras.Model, config: Config, image: tf.Tensor) -> dict:
+    """``MaskRCNN.detect([image])[0]`` as tensors: the body of ``serving_default``.
+
+    Args:
+        keras_model: the inference model.
+        config: its Config.
+        image: [H, W, IMAGE_CHANNEL_COUNT] uint8 image.
+
+    Returns:
+        dict of rois [N, 4] int32 pixels, class_ids [N] int32, scores [N] float32 and
+        masks [H, W, N] bool.
+    """
+    molded, window, scale = resize_and_pad(image, config.IMAGE_RESIZE_MODE,
+                                           config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM,
+                                           config.IMAGE_MIN_SCALE)
+    molded_shape = tf.shape(molded)
+    # As mrcnn.images.mold_image: float32 pixels minus the (float64) mean.
+    molded = tf.cast(tf.cast(tf.cast(molded, tf.float32), tf.float64)
+                     - tf.constant(config.MEAN_PIXEL, tf.float64), tf.float32)
+    meta = _image_meta(tf.shape(image), molded_shape, window, scale, config.NUM_CLASSES)
+    anchors = pyramid_anchors(molded_shape[:2], config.RPN_ANCHOR_SCALES,
+                              config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
+                              config.RPN_ANCHOR_STRIDE)
+    anchors = box_ops.norm_boxes(anchors, molded_shape[:2])
+    detections, _, _, mrcnn_mask, _, _, _ = keras_model(
+        [molded[None], meta, anchors[None]], training=False)
+    return unmold_detections(detections[0], mrcnn_mask[0], tf.shape(image)[:2],
+                             molded_shape[:2], window)
+
+
+def _to_rgb(image: tf.Tensor) -> tf.Tensor:
+    """``mrcnn.images.to_rgb`` of a uint8 [H, W, C] image, C in 1, 3, 4."""
+    channels = tf.shape(image)[2]
+    check = tf.debugging.Assert(
+        tf.reduce_any(tf.equal(channels, [1, 3, 4])),
+        ["The image must have 1 (gray), 3 (RGB) or 4 (RGBA) channels; it has", channels])
+    with tf.control_dependencies([check]):
+        rgb = tf.cond(tf.equal(channels, 1), lambda: tf.tile(image, [1, 1, 3]),
+                      lambda: image[:, :, :3])
+    return tf.ensure_shape(rgb, [None, None, 3])
+
+
 class _DetectionModule(tf.Module):
-    """The exported object: the model's variables, the class names and the signatures."""
+    """The exported object: the model's variables, the class names and the signatures.
+
+    Only the variables are tracked, not the Keras model: tracking it would serialize
+    every layer object, which a SavedModel user never needs, at several times the cost.
+    """
 
     def __init__(self, keras_model: keras.Model, config: Config, class_names: Sequence[str],
                  names_file: str):
         super().__init__(name="mask_rcnn")
-        self.model = keras_model
-        self.config = config
+        self.model_variables = [v.value for v in keras_model.weights]
         self.class_names = tf.constant(list(class_names))
         self.class_names_file = tf.saved_model.Asset(names_file)
+
+        def detect(image):
+            result = detect_image(keras_model, config, image)
+            result["class_names"] = tf.gather(self.class_names, result["class_ids"])
+            return result
+
         channels = config.IMAGE_CHANNEL_COUNT
-        self.detect = tf.function(self._detect, input_signature=[
+        self.detect = tf.function(detect, input_signature=[
             tf.TensorSpec([None, None, channels], tf.uint8, name="image")])
         if channels == 3:
-            self.detect_any_channels = tf.function(self._detect_any_channels, input_signature=[
-                tf.TensorSpec([None, None, None], tf.uint8, name="image")])
+            # Calls the traced serving_default graph rather than tracing it again.
+            self.detect_any_channels = tf.function(
+                lambda image: self.detect(_to_rgb(image)),
+                input_signature=[tf.TensorSpec([None, None, None], tf.uint8, name="image")])
 
-    def _detect(self, image: tf.Tensor) -> dict:
-        config = self.config
-        molded, window, scale = resize_and_pad(image, config.IMAGE_RESIZE_MODE,
-                                               config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM,
-                                               config.IMAGE_MIN_SCALE)
-        molded_shape = tf.shape(molded)
-        # As mrcnn.images.mold_image: float32 pixels minus the (float64) mean.
-        molded = tf.cast(tf.cast(tf.cast(molded, tf.float32), tf.float64)
-                         - tf.constant(config.MEAN_PIXEL, tf.float64), tf.float32)
-        meta = _image_meta(tf.shape(image), molded_shape, window, scale, config.NUM_CLASSES)
-        anchors = pyramid_anchors(molded_shape[:2], config.RPN_ANCHOR_SCALES,
-                                  config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
-                                  config.RPN_ANCHOR_STRIDE)
-        anchors = box_ops.norm_boxes(anchors, molded_shape[:2])
-        detections, _, _, mrcnn_mask, _, _, _ = self.model(
-            [molded[None], meta, anchors[None]], training=False)
-        result = unmold_detections(detections[0], mrcnn_mask[0], tf.shape(image)[:2],
-                                   molded_shape[:2], window)
-        result["class_names"] = tf.gather(self.class_names, result["class_ids"])
-        return result
 
-    def _detect_any_channels(self, image: tf.Tensor) -> dict:
-        channels = tf.shape(image)[2]
-        check = tf.debugging.Assert(
-            tf.reduce_any(tf.equal(channels, [1, 3, 4])),
-            ["The image must have 1 (gray), 3 (RGB) or 4 (RGBA) channels; it has", channels])
-        with tf.control_dependencies([check]):
-            rgb = tf.cond(tf.equal(channels, 1), lambda: tf.tile(image, [1, 1, 3]),
-                          lambda: image[:, :, :3])
-        return self._detect(tf.ensure_shape(rgb, [None, None, 3]))
+def check_export_dir(export_dir: str) -> None:
+    """Raises FileExistsError unless ``export_dir`` is new or an empty folder: an export
+    never overwrites files."""
+    if os.path.exists(export_dir) and (not os.path.isdir(export_dir) or os.listdir(export_dir)):
+        raise FileExistsError(f"{export_dir} exists and is not an empty folder; choose a new "
+                              "folder (TF Serving: a new version number) or remove it.")
 
 
 def export_saved_model(keras_model: keras.Model, config: Config, export_dir: str,
@@ -338,9 +367,7 @@ def export_saved_model(keras_model: keras.Model, config: Config, export_dir: str
         raise ValueError(f"Got {len(class_names)} class names for NUM_CLASSES = "
                          f"{config.NUM_CLASSES}; give one per class, background first.")
     export_dir = os.path.abspath(export_dir)
-    if os.path.exists(export_dir) and (not os.path.isdir(export_dir) or os.listdir(export_dir)):
-        raise FileExistsError(f"{export_dir} exists and is not an empty folder; choose a new "
-                              "folder (TF Serving: a new version number) or remove it.")
+    check_export_dir(export_dir)
     parent = os.path.dirname(export_dir)
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
