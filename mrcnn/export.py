@@ -315,6 +315,8 @@ class _DetectionModule(tf.Module):
         self.class_names_file = tf.saved_model.Asset(names_file)
 
         def detect(image):
+            # A loaded signature checks the dtype but not the shape of its input.
+            image = tf.ensure_shape(image, [None, None, config.IMAGE_CHANNEL_COUNT])
             result = detect_image(keras_model, config, image)
             result["class_names"] = tf.gather(self.class_names, result["class_ids"])
             return result
