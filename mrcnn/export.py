@@ -35,12 +35,14 @@ from typing import Sequence
 import keras
 import tensorflow as tf
 
+from mrcnn import configs
 from mrcnn.anchors import generate_anchors
 from mrcnn.config import Config
 from mrcnn.graph import box_ops
 
-__all__ = ["export_saved_model", "check_export_dir", "detect_image", "resize_like_skimage", "resize_and_pad", "pyramid_anchors",
-           "unmold_detections", "SERVING_SIGNATURE", "ANY_CHANNELS_SIGNATURE"]
+__all__ = ["export_saved_model", "check_export_dir", "detect_image", "resize_like_skimage",
+           "resize_and_pad", "pyramid_anchors", "unmold_detections", "SERVING_SIGNATURE",
+           "ANY_CHANNELS_SIGNATURE"]
 
 SERVING_SIGNATURE = "serving_default"
 ANY_CHANNELS_SIGNATURE = "serving_any_channels"
@@ -349,8 +351,8 @@ def export_saved_model(keras_model: keras.Model, config: Config, export_dir: str
         config: its Config.
         export_dir: folder to create; it must not exist yet or be empty. The SavedModel is
             written next to it first and moved there when complete.
-        class_names: [NUM_CLASSES] names, background first (default: the config's
-            CLASS_NAMES, else "BG", "class 1", ...).
+        class_names: the class names, with or without the background first (default:
+            the config's CLASS_NAMES, else "class 1", ...), see mrcnn.configs.class_names.
 
     Returns:
         export_dir.
@@ -361,13 +363,7 @@ def export_saved_model(keras_model: keras.Model, config: Config, export_dir: str
         FileExistsError: export_dir holds files.
     """
     _check_exportable(keras_model, config)
-    if class_names is None:
-        class_names = getattr(config, "CLASS_NAMES", None) or (
-            ["BG"] + [f"class {i}" for i in range(1, config.NUM_CLASSES)])
-    class_names = [str(name) for name in class_names]
-    if len(class_names) != config.NUM_CLASSES:
-        raise ValueError(f"Got {len(class_names)} class names for NUM_CLASSES = "
-                         f"{config.NUM_CLASSES}; give one per class, background first.")
+    class_names = [str(name) for name in configs.class_names(config, class_names)]
     export_dir = os.path.abspath(export_dir)
     check_export_dir(export_dir)
     parent = os.path.dirname(export_dir)

@@ -273,8 +273,8 @@ class MaskRCNN:
 
         Args:
             export_dir: a new (or empty) folder.
-            class_names: [NUM_CLASSES] names, background first (default: the config's
-                CLASS_NAMES, else "class N").
+            class_names: the class names, with or without the background first
+                (default: the config's CLASS_NAMES, else "class N").
 
         Returns:
             export_dir. A training-mode model raises ValueError.

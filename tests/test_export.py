@@ -244,6 +244,12 @@ def test_export_never_overwrites(exported, tmp_path, capsys):
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".export-")]
 
 
+def test_export_checks_the_class_names_first(exported, tmp_path):
+    with pytest.raises(ValueError, match="got 2 class names but the config has NUM_CLASSES = 4"):
+        exported["model"].export(str(tmp_path / "out"), class_names=["a", "b"])
+    assert not os.listdir(tmp_path)
+
+
 @pytest.mark.parametrize("mode, min_dim, max_dim, size", [
     ("square", 128, 128, (60, 90)), ("square", 128, 128, (200, 120)),
     ("square", 128, 256, (37, 301)), ("square", 128, 128, (128, 128)),
