@@ -275,3 +275,11 @@ def test_pyramid_anchors_are_the_numpy_anchors(tiny_config_class, shape, anchor_
     anchors = pyramid_anchors(tf.constant(shape), config.RPN_ANCHOR_SCALES,
                               config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES, anchor_stride)
     np.testing.assert_array_equal(anchors.numpy(), expected)
+
+
+def test_export_command_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["export", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    assert "mrcnn export" in text and "--out DIR" in text and "serving_default" in text
