@@ -11,7 +11,7 @@ from mrcnn import cli, configs
 from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.boxes import compute_overlaps
 from mrcnn.export import (ANY_CHANNELS_SIGNATURE, SERVING_SIGNATURE, pyramid_anchors,
-                          resize_and_pad)
+                          resize_and_pad, unmold_detections)
 from mrcnn.images import resize_image
 from samples.shapes.shapes import ShapesDataset
 
@@ -248,6 +248,27 @@ def test_export_checks_the_class_names_first(exported, tmp_path):
     with pytest.raises(ValueError, match="got 2 class names but the config has NUM_CLASSES = 4"):
         exported["model"].export(str(tmp_path / "out"), class_names=["a", "b"])
     assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("rows", [0, 3])
+def test_unmold_detections_is_the_numpy_unmolding(exported, rows):
+    # A 90 x 60 image molded into 128 x 128 at scale 128 / 90: window (0, 21, 128, 106).
+    window, original_shape, molded_shape = (0, 21, 128, 106), (90, 60, 3), (128, 128, 3)
+    boxes = np.array([[0.1, 0.2, 0.6, 0.5, 2, 0.9],
+                      [0.5, 0.4, 0.9, 0.8, 1, 0.8],
+                      [0.3, 0.3, 0.29, 0.5, 3, 0.7]], np.float32)  # the last: no height
+    detections = np.zeros((6, 6), np.float32)
+    detections[:rows] = boxes[:rows]
+    masks = np.random.default_rng(0).random((6, 28, 28, 4)).astype(np.float32)
+    expected = exported["model"].unmold_detections(detections, masks, original_shape,
+                                                   molded_shape, window)
+    result = unmold_detections(tf.constant(detections), tf.constant(masks),
+                               tf.constant(original_shape[:2]), tf.constant(molded_shape[:2]),
+                               tf.constant(window))
+    assert len(expected[0]) == max(rows - 1, 0)
+    for name, value in zip(("rois", "class_ids", "scores", "masks"), expected):
+        np.testing.assert_array_equal(result[name].numpy(), value)
+        assert result[name].dtype.as_numpy_dtype == value.dtype
 
 
 @pytest.mark.parametrize("mode, min_dim, max_dim, size", [
