@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import cli, configs
+from mrcnn import cli, config_presets
+from mrcnn.config import Config
 from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.boxes import compute_overlaps
 from mrcnn.export import (ANY_CHANNELS_SIGNATURE, SERVING_SIGNATURE, pyramid_anchors,
@@ -99,13 +100,16 @@ def exported(tiny_config_class, tmp_path_factory):
     """A tiny model with spread-out scores, exported by `mrcnn export` and reloaded in a
     process without mrcnn; the detect() results of the same weights."""
     root = tmp_path_factory.mktemp("export")
-    fields = {name: value for name, value in vars(tiny_config_class).items() if name.isupper()}
+    # The settings the tiny config and its parents (up to Config) set.
+    fields = {name: value for cls in reversed(tiny_config_class.__mro__)
+              if issubclass(cls, Config) and cls is not Config
+              for name, value in vars(cls).items() if name.isupper()}
     fields.update(DETECTION_MIN_CONFIDENCE=0, CLASS_NAMES=CLASS_NAMES)
     body = "".join(f"    {name} = {value!r}\n" for name, value in fields.items())
     config_file = root / "tiny_config.py"
     config_file.write_text(f"from mrcnn.config import Config\n\n\nclass TinyConfig(Config):\n"
                            f"{body}")
-    config = configs.inference_config(configs.load_config_class(f"{config_file}:TinyConfig"))
+    config = config_presets.inference_config(config_presets.load_config_class(f"{config_file}:TinyConfig"))
 
     import keras
 
