@@ -21,7 +21,6 @@ CROWD_IOU = 0.001
 __all__ = [
     "compute_iou", "compute_overlaps", "non_max_suppression", "apply_box_deltas",
     "box_refinement", "extract_bboxes", "norm_boxes", "denorm_boxes", "trim_zeros",
-    "MAX_LOG_SCALE",
 ]
 
 # Largest log(dh), log(dw) applied to a box (as Detectron2): a box grows at most 1000/16
