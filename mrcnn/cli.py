@@ -5,6 +5,7 @@
     mrcnn detect --config coco --weights coco --image photos/ --out out/
     mrcnn train --weights coco --train-json train.json --val-json val.json --epochs 20
     mrcnn evaluate --config coco --weights coco --dataset /data/coco --year 2017
+    mrcnn export --config coco --weights coco --out models/mrcnn/1
 
 Exit status: 0 on success, 2 for a usage error, 1 for a failure at run time
 (missing file, weight file that does not fit, bad input), reported as one
@@ -140,6 +141,29 @@ def run_detect(args: argparse.Namespace) -> int:
     results = detect_files(model, paths, args.out, names)
     print(f"{len(paths)} images, {len(results)} detections: annotated images and "
           f"results.json in {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------- export
+
+def run_export(args: argparse.Namespace) -> int:
+    """``mrcnn export``: a SavedModel that runs detection on raw images (mrcnn.export)."""
+    from mrcnn.export import check_export_dir
+
+    # Before the slow model build.
+    check_export_dir(args.out)
+    settings = configs.parse_settings(args.set)
+    if args.min_confidence is not None:
+        settings["DETECTION_MIN_CONFIDENCE"] = args.min_confidence
+    base, settings = detect_config_class(args, weights_file(args.weights), settings)
+    config = configs.inference_config(base, **settings)
+    names = configs.class_names(config, args.class_names)
+
+    from mrcnn.model import MaskRCNN
+
+    model = MaskRCNN("inference", config, args.logs)
+    load_weights(model, args.weights)
+    print(f"SavedModel written to {model.export(args.out, names)}")
     return 0
 
 
@@ -494,6 +518,28 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--out", metavar="DIR",
                                  help="folder for the results JSON (default: --logs)")
     evaluate_parser.set_defaults(handler=run_evaluate, parser=evaluate_parser)
+
+    export = commands.add_parser(
+        "export", parents=[common], formatter_class=_Formatter,
+        help="write a TensorFlow SavedModel for serving",
+        description="Write a TensorFlow SavedModel that runs all of detection on one raw "
+                    "uint8 image of any size (signature serving_default: image [H, W, 3] "
+                    "-> rois, class_ids, scores, masks [H, W, N], class_names) and loads "
+                    "with TensorFlow alone, e.g. in TensorFlow Serving.",
+        epilog="examples:\n"
+               "  mrcnn export --config coco --weights coco --out models/mrcnn/1\n"
+               "  mrcnn export --config my_config.py:BalloonConfig --weights "
+               "logs/balloon20240101T1200/mask_rcnn_balloon_0030.h5 \\\n"
+               "      --out models/balloon/1 --class-names balloon")
+    export.add_argument("--out", required=True, metavar="DIR",
+                        help="new folder for the SavedModel")
+    export.add_argument("--min-confidence", type=float, metavar="X",
+                        help="minimum detection score (default: the config's "
+                             "DETECTION_MIN_CONFIDENCE)")
+    export.add_argument("--class-names", metavar="a,b,c",
+                        help="class names, background excluded (default: the config's "
+                             "CLASS_NAMES, else 'class N')")
+    export.set_defaults(handler=run_export, parser=export)
     return parser
 
 

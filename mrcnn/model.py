@@ -298,6 +298,25 @@ class MaskRCNN:
             detections, mrcnn_mask, original_shape, molded_shape, window)
         return {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
 
+    def export(self, export_dir: str, class_names=None) -> str:
+        """Writes a TensorFlow SavedModel doing all of detect() on one raw image.
+
+        Its ``serving_default`` signature takes uint8 ``image`` [H, W, 3] of any size and
+        returns rois, class_ids, scores, masks [H, W, N] and class_names; it loads with
+        TensorFlow alone (see mrcnn.export for the signatures).
+
+        Args:
+            export_dir: a new (or empty) folder.
+            class_names: the class names, with or without the background first
+                (default: the config's CLASS_NAMES, else "class N").
+
+        Returns:
+            export_dir. A training-mode model raises ValueError.
+        """
+        from mrcnn.export import export_saved_model
+
+        return export_saved_model(self.keras_model, self.config, export_dir, class_names)
+
     # ------------------------------------------------------------------ training
 
     def set_trainable(self, layer_regex: str, keras_model=None, indent: int = 0,
