@@ -30,6 +30,7 @@ from mrcnn.checkpoints import (NonFiniteLossError, StateSaver, StopOnNonFiniteLo
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
 from mrcnn.graph.network import build_inference_model, build_training_model
+from mrcnn.graph.precision import loss_scaled
 from mrcnn.image_io import to_model_image
 from mrcnn.images import box_mask, compose_image_meta, mold_image, resize_image
 # WEIGHTS_DIR: where get_imagenet_weights looks, besides model_dir.
@@ -427,16 +428,19 @@ class MaskRCNN:
 
     def compile(self, learning_rate: float, momentum: float) -> None:
         """The optimizer (classic: SGD with momentum) with global gradient-norm
-        clipping; the losses come from the named loss layers and the model's
-        weight decay."""
+        clipping, loss-scaled when the model computes in float16; the losses come
+        from the named loss layers and the model's weight decay."""
         clip = self.config.GRADIENT_CLIP_NORM
         if self.config.OPTIMIZER == "adam":
             optimizer = keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clip)
         else:
             optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
                                              global_clipnorm=clip)
-        # NMS and the data-dependent gathers have dynamic shapes: no XLA.
-        self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+        # float16 gradients underflow without loss scaling (MIXED_PRECISION).
+        optimizer = loss_scaled(optimizer, self.keras_model)
+        # NMS and the data-dependent gathers have dynamic shapes: no XLA; the
+        # float16 loss scale is ours, not Keras's automatic one.
+        self.keras_model.compile(optimizer=optimizer, jit_compile=False, auto_scale_loss=False)
 
     def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int,
               layers: str, augmentation=None, custom_callbacks=None,

@@ -20,6 +20,7 @@ from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
 from mrcnn.graph.fpn import fpn_graph
 from mrcnn.graph.heads import classifier_head, mask_head
 from mrcnn.graph.layers import ImageMetaField, NormalizeBoxes, PadRows, PyramidAnchors
+from mrcnn.graph.precision import FLOAT32, config_policy
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.rpn import build_rpn_model
 from mrcnn.graph.targets import DetectionTargetLayer
@@ -72,10 +73,13 @@ def region_proposals(feature_maps, config: Config):
                           config.TOP_DOWN_PYRAMID_SIZE)
     per_level = [rpn(p) for p in feature_maps]
     names = ("rpn_class_logits", "rpn_class", "rpn_bbox")
-    return [layers.Concatenate(axis=1, name=name)([level[i] for level in per_level])
+    # float32: the softmax scores and the deltas feed the proposals.
+    return [layers.Concatenate(axis=1, name=name, dtype=FLOAT32)(
+        [level[i] for level in per_level])
             for i, name in enumerate(names)]
 
 
+@config_policy
 def build_inference_model(config: Config) -> keras.Model:
     """The inference graph.
 
@@ -98,20 +102,21 @@ def build_inference_model(config: Config) -> keras.Model:
     _, rpn_class, rpn_bbox = region_proposals(feature_maps, config)
     rpn_rois = ProposalLayer(config.POST_NMS_ROIS_INFERENCE, config.RPN_NMS_THRESHOLD,
                              config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV,
-                             name="ROI")([rpn_class, rpn_bbox, input_anchors])
+                             name="ROI", dtype=FLOAT32)([rpn_class, rpn_bbox, input_anchors])
 
     _, mrcnn_class, mrcnn_bbox = classifier_head(
         rpn_rois, input_image_meta, head_maps, config.POOL_SIZE, config.NUM_CLASSES,
         config.TRAIN_BN, config.FPN_CLASSIF_FC_LAYERS_SIZE)
     detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
-                                name="mrcnn_detection")(
+                                name="mrcnn_detection", dtype=FLOAT32)(
         [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
     # The mask head runs on the final detections, not on all proposals.
-    detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
+    detection_boxes = DetectionBoxes(name="detection_boxes", dtype=FLOAT32)(detections)
     mrcnn_mask = mask_head(detection_boxes, input_image_meta, head_maps, config.MASK_POOL_SIZE,
                            config.NUM_CLASSES, config.TRAIN_BN, config.MASK_HEAD_CHANNELS)
-    mrcnn_mask = PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
+    mrcnn_mask = PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded",
+                         dtype=FLOAT32)(mrcnn_mask)
     return ClassicWeightsModel([input_image, input_image_meta, input_anchors],
                                [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
                                 rpn_class, rpn_bbox], name="mask_rcnn")
@@ -136,6 +141,7 @@ class TrainingModel(ClassicWeightsModel):
         return loss + losses.l2_regularization(decayed, self.weight_decay)
 
 
+@config_policy
 def build_training_model(config: Config) -> keras.Model:
     """The training graph.
 
@@ -171,15 +177,17 @@ def build_training_model(config: Config) -> keras.Model:
     head_maps = feature_maps[:4]
     rpn_class_logits, rpn_class, rpn_bbox = region_proposals(feature_maps, config)
     anchors = PyramidAnchors(image_shape, **anchor_settings(config, image_shape),
-                             name="anchors")(input_image)
+                             name="anchors", dtype=FLOAT32)(input_image)
     rpn_rois = ProposalLayer(config.POST_NMS_ROIS_TRAINING, config.RPN_NMS_THRESHOLD,
                              config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV,
-                             name="ROI")([rpn_class, rpn_bbox, anchors])
+                             name="ROI", dtype=FLOAT32)([rpn_class, rpn_bbox, anchors])
 
-    gt_boxes = NormalizeBoxes(name="gt_boxes_normalized")([input_gt_boxes, input_image])
+    gt_boxes = NormalizeBoxes(name="gt_boxes_normalized", dtype=FLOAT32)(
+        [input_gt_boxes, input_image])
     targets = DetectionTargetLayer(config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO,
                                    config.BBOX_STD_DEV, config.MASK_SHAPE,
-                                   config.USE_MINI_MASK, name="proposal_targets")
+                                   config.USE_MINI_MASK, name="proposal_targets",
+                                   dtype=FLOAT32)
     rois, target_class_ids, target_bbox, target_mask = targets(
         [rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
 
@@ -190,8 +198,10 @@ def build_training_model(config: Config) -> keras.Model:
     mrcnn_mask = mask_head(targets.positive_rows(rois), input_image_meta, head_maps,
                            config.MASK_POOL_SIZE, config.NUM_CLASSES, config.TRAIN_BN,
                            config.MASK_HEAD_CHANNELS)
-    mrcnn_mask = PadRows(config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_padded")(mrcnn_mask)
-    active_class_ids = ImageMetaField("active_class_ids", name="active_class_ids")(
+    mrcnn_mask = PadRows(config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_padded",
+                         dtype=FLOAT32)(mrcnn_mask)
+    active_class_ids = ImageMetaField("active_class_ids", name="active_class_ids",
+                                      dtype=FLOAT32)(
         input_image_meta)
 
     # The tensors that losses and monitors can take (documented in mrcnn.losses).
@@ -203,10 +213,12 @@ def build_training_model(config: Config) -> keras.Model:
         "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox, "mrcnn_mask": mrcnn_mask,
         "active_class_ids": active_class_ids,
     }
-    loss_values = [losses.LossLayer(fn, config.LOSS_WEIGHTS.get(name, 1.0), name=name)(
+    loss_values = [losses.LossLayer(fn, config.LOSS_WEIGHTS.get(name, 1.0), name=name,
+                                    dtype=FLOAT32)(
         [graph_tensors[t] for t in inputs])
         for name, (fn, inputs) in loss_choices.training_losses(config).items()]
-    monitor_values = [losses.MonitorLayer(fn, name=name)([graph_tensors[t] for t in inputs])
+    monitor_values = [losses.MonitorLayer(fn, name=name, dtype=FLOAT32)(
+        [graph_tensors[t] for t in inputs])
                       for name, (fn, inputs) in loss_choices.training_monitors(config).items()]
     outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
                mrcnn_bbox, mrcnn_mask, rpn_rois, rois] + loss_values + monitor_values
