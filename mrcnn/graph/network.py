@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from mrcnn import losses as loss_choices
@@ -125,20 +126,34 @@ def build_inference_model(config: Config) -> keras.Model:
 class TrainingModel(ClassicWeightsModel):
     """The training graph, whose loss adds the classic L2 weight decay.
 
-    The five named losses come from the loss layers' ``add_loss``; this model
-    adds ``weight_decay * sum(mean(w**2))`` over the trainable weights other
-    than BatchNorm gamma/beta, so layers frozen by ``set_trainable`` are not
-    decayed.
+    The loss is the weighted sum of the loss layers' outputs (the five named
+    losses and the extra ones) plus ``weight_decay * sum(mean(w**2))`` over
+    the trainable weights other than BatchNorm gamma/beta, so layers frozen by
+    ``set_trainable`` are not decayed.
+
+    Args:
+        inputs, outputs: as keras.Model.
+        weight_decay: WEIGHT_DECAY.
+        loss_outputs: (index in ``outputs``, weight) of every LossLayer output.
     """
 
-    def __init__(self, inputs, outputs, weight_decay: float, **kwargs):
+    def __init__(self, inputs, outputs, weight_decay: float, loss_outputs=(), **kwargs):
         super().__init__(inputs, outputs, **kwargs)
         self.weight_decay = float(weight_decay)
+        self.loss_outputs = tuple((int(i), float(w)) for i, w in loss_outputs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        # The loss layers' outputs rather than Keras's add_loss list: under
+        # MirroredStrategy the replicas share each layer's list, so every replica
+        # would also sum the others' terms.
+        terms = [weight * tf.reshape(y_pred[i], []) for i, weight in self.loss_outputs]
         decayed = [w for w in self.trainable_weights if not NO_DECAY.search(w.path)]
-        return loss + losses.l2_regularization(decayed, self.weight_decay)
+        loss = tf.add_n(terms + [losses.l2_regularization(decayed, self.weight_decay)])
+        # Keras sums the replicas' gradients but leaves a custom loss unscaled:
+        # each replica's loss counts 1/replicas, so the step is the global batch's
+        # mean (and the weight decay counted once); Keras's loss tracker undoes the
+        # factor for the reported loss.
+        return loss / tf.distribute.get_strategy().num_replicas_in_sync
 
 
 @config_policy
@@ -213,13 +228,17 @@ def build_training_model(config: Config) -> keras.Model:
         "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox, "mrcnn_mask": mrcnn_mask,
         "active_class_ids": active_class_ids,
     }
+    chosen_losses = loss_choices.training_losses(config)
     loss_values = [losses.LossLayer(fn, config.LOSS_WEIGHTS.get(name, 1.0), name=name,
                                     dtype=FLOAT32)(
         [graph_tensors[t] for t in inputs])
-        for name, (fn, inputs) in loss_choices.training_losses(config).items()]
+        for name, (fn, inputs) in chosen_losses.items()]
     monitor_values = [losses.MonitorLayer(fn, name=name, dtype=FLOAT32)(
         [graph_tensors[t] for t in inputs])
                       for name, (fn, inputs) in loss_choices.training_monitors(config).items()]
-    outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
-               mrcnn_bbox, mrcnn_mask, rpn_rois, rois] + loss_values + monitor_values
-    return TrainingModel(inputs, outputs, config.WEIGHT_DECAY, name="mask_rcnn")
+    heads = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
+             mrcnn_bbox, mrcnn_mask, rpn_rois, rois]
+    loss_outputs = [(len(heads) + i, config.LOSS_WEIGHTS.get(name, 1.0))
+                    for i, name in enumerate(chosen_losses)]
+    return TrainingModel(inputs, heads + loss_values + monitor_values, config.WEIGHT_DECAY,
+                         loss_outputs, name="mask_rcnn")
