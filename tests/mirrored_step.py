@@ -50,7 +50,7 @@ def main(logdir):
     inputs = DataGenerator(dataset, StepConfig(), shuffle=False, seed=0, workers=1)[0][0]
     # StepConfig's GPU_COUNT of 2 would look for GPUs: the strategies are passed.
     single = tf.distribute.OneDeviceStrategy("/cpu:0")
-    # A seed whose initial weights give positive ROIs: the box and mask losses count.
+    # A fixed seed: the same initial weights (and ROIs) on every run.
     keras.utils.set_random_seed(int(sys.argv[2]))
     initial = MaskRCNN("training", StepConfig(), logdir,
                        strategy=single).keras_model.get_weights()
@@ -61,8 +61,12 @@ def main(logdir):
               for a, b in zip(one.keras_model.get_weights(), two.keras_model.get_weights()))
     changed = sum(not np.array_equal(a, b)
                   for a, b in zip(initial, two.keras_model.get_weights()))
+    # detect() on a model built under the strategy (mirrored variables).
+    detector = MaskRCNN("inference", StepConfig(), logdir, strategy=mirrored)
+    detected = detector.detect([dataset.load_image(0), dataset.load_image(1)])
     print(json.dumps({"logs": [logs_one, logs_two], "max_weight_rel": rel,
                       "changed": changed, "weights": len(initial),
+                      "detected": [sorted(r) for r in detected],
                       "replicas": mirrored.num_replicas_in_sync}))
 
 

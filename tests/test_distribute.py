@@ -1,4 +1,4 @@
-"""tf.distribute: two logical CPU replicas take the step one device takes."""
+"""tf.distribute: two logical CPU replicas take the step one device takes, and detect."""
 import json
 import os
 import subprocess
@@ -36,3 +36,4 @@ def test_mirrored_step_on_two_replicas_equals_one_device(tmp_path):
     # The heads (a third of the weight tensors here) moved, and moved alike.
     assert 0 < result["changed"] < result["weights"]
     assert result["max_weight_rel"] < 1e-5
+    assert result["detected"] == [["class_ids", "masks", "rois", "scores"]] * 2

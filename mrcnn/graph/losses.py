@@ -381,8 +381,9 @@ class LossLayer(_NamedValueLayer):
     model did, so the named losses add up to ``loss`` (with the L2 term, if any);
     exactly so per epoch when all batches have the same size, since Keras
     averages ``loss`` weighted by batch size and these metrics per batch.
-    ``add_loss`` is only valid inside ``call``. Works under
-    ``tf.distribute.MirroredStrategy``. See :class:`_NamedValueLayer` for the
+    ``add_loss`` is only valid inside ``call``. The training model
+    (``network.TrainingModel``) sums the layers' weighted outputs instead of
+    the ``add_loss`` list, which the replicas of a MirroredStrategy share. See :class:`_NamedValueLayer` for the
     metric, the inputs and the output (the unweighted loss).
 
     Args:
