@@ -6,6 +6,7 @@ masks); synthetic shapes images as ground truth, random initial weights.
 
     python benchmarks/bench_train.py                 # 10 timed steps
     python benchmarks/bench_train.py --steps 20 --size 512 --batch 2
+    python benchmarks/bench_train.py --mixed-precision bfloat16
 """
 import argparse
 import os
@@ -16,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from cpu_info import cpu_summary  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.data import DataGenerator  # noqa: E402
 from mrcnn.model import LAYER_PRESETS, MaskRCNN  # noqa: E402
@@ -28,7 +30,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--mixed-precision", choices=("float16", "bfloat16"),
+                        help="Config.MIXED_PRECISION (default float32)")
     args = parser.parse_args()
+    print(cpu_summary())
+    precision = f"mixed_{args.mixed_precision}" if args.mixed_precision else None
 
     class BenchConfig(Config):
         NAME = "bench"
@@ -38,6 +44,7 @@ def main() -> None:
         IMAGES_PER_GPU = args.batch
         IMAGE_MIN_DIM = args.size
         IMAGE_MAX_DIM = args.size
+        MIXED_PRECISION = precision
     config = BenchConfig()
 
     dataset = ShapesDataset()
@@ -62,7 +69,8 @@ def main() -> None:
         model.keras_model.train_on_batch(data[step % len(data)])
         times.append(time.perf_counter() - start)
     step_time = float(np.median(times))
-    print(f"training {args.backbone} {args.size}x{args.size} batch {args.batch}: "
+    print(f"training {args.backbone} {args.size}x{args.size} batch {args.batch} "
+          f"{precision or 'float32'}: "
           f"{args.batch / step_time:.3f} images/s ({step_time:.2f} s/step, median of "
           f"{args.steps}; first step {first:.0f} s)")
     print(f"input pipeline {args.size}x{args.size}: {pipeline_rate:.1f} images/s on one "

@@ -119,6 +119,23 @@ def detect_config_class(args: argparse.Namespace, weights_path: str | None,
     return base, {**settings, **fitted}
 
 
+def settings_with_precision(args: argparse.Namespace) -> dict:
+    """The --set settings, and MIXED_PRECISION from --mixed-precision when given."""
+    settings = configs.parse_settings(args.set)
+    if getattr(args, "mixed_precision", None):
+        settings["MIXED_PRECISION"] = f"mixed_{args.mixed_precision}"
+    return settings
+
+
+def add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    """--mixed-precision {float16,bfloat16}: Config.MIXED_PRECISION."""
+    parser.add_argument("--mixed-precision", choices=("float16", "bfloat16"),
+                        help="compute convolutions and dense layers in float16 (GPUs) or "
+                             "bfloat16 (CPUs with AVX512_BF16/AMX; slower without); boxes, "
+                             "losses and weights stay float32 (default: the config's "
+                             "MIXED_PRECISION, float32)")
+
+
 def run_detect(args: argparse.Namespace) -> int:
     """``mrcnn detect``: annotated PNGs and a COCO-style results.json for image files."""
     paths = collect_images(args.image)
@@ -127,7 +144,7 @@ def run_detect(args: argparse.Namespace) -> int:
         _, message = read_image(path)
         if message:
             note(message)
-    settings = configs.parse_settings(args.set)
+    settings = settings_with_precision(args)
     if args.min_confidence is not None:
         settings["DETECTION_MIN_CONFIDENCE"] = args.min_confidence
     base, settings = detect_config_class(args, weights_file(args.weights), settings)
@@ -217,7 +234,7 @@ def training_data(args: argparse.Namespace) -> tuple:
     `args` name the data (checked by run_train): --dataset shapes or COCO_DIR,
     else --train-json and --val-json.
     """
-    settings = configs.parse_settings(args.set)
+    settings = settings_with_precision(args)
     for flag, name in (("steps_per_epoch", "STEPS_PER_EPOCH"), ("val_steps", "VALIDATION_STEPS")):
         if getattr(args, flag) is not None:
             settings[name] = getattr(args, flag)
@@ -414,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--class-names", metavar="a,b,c",
                         help="class names, background excluded (default: the config's "
                              "CLASS_NAMES, else 'class N')")
+    add_precision_flag(detect)
     detect.set_defaults(handler=run_detect, parser=detect)
 
     train = commands.add_parser(
@@ -489,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a monitor shown with the losses but not added to them: "
                             "roi_accuracy, mask_iou, positive_fraction, or "
                             "NAME=package.module:function (repeatable)")
+    add_precision_flag(train)
     train.set_defaults(handler=run_train, parser=train, schedule=None)
 
     evaluate_parser = commands.add_parser(

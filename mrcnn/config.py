@@ -25,6 +25,8 @@ LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
 OPTIMIZERS = ("sgd", "adam")
 BUILTIN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
+# Keras dtype policies of MIXED_PRECISION (None: float32, or the global policy you set).
+MIXED_PRECISION_POLICIES = ("mixed_float16", "mixed_bfloat16")
 
 # Every level of the feature pyramid halves the image: inputs must divide by 2**6.
 IMAGE_DIVISOR = 64
@@ -175,6 +177,13 @@ class Config:
     # Gradients are clipped to this global norm.
     GRADIENT_CLIP_NORM = 5.0
 
+    # Compute precision: None (float32), "mixed_float16" (GPUs; training scales the
+    # loss) or "mixed_bfloat16" (CPUs with AVX512_BF16/AMX, TPUs, recent GPUs).
+    # Convolutions and dense layers compute in low precision; proposals, NMS, ROI
+    # boxes, detections, softmax outputs and losses stay float32, and so do the
+    # weights, so checkpoints load under any policy (see mrcnn/graph/precision.py).
+    MIXED_PRECISION = None
+
     def __init__(self):
         # A function stored as a class attribute would bind to the instance;
         # keep the plain callable.
@@ -268,6 +277,10 @@ class Config:
         if self.OPTIMIZER not in OPTIMIZERS:
             fail("OPTIMIZER", f"is {self.OPTIMIZER!r}",
                  f"Use one of {', '.join(map(repr, OPTIMIZERS))}.")
+        if self.MIXED_PRECISION not in (None,) + MIXED_PRECISION_POLICIES:
+            fail("MIXED_PRECISION", f"is {self.MIXED_PRECISION!r}",
+                 f"Use None (float32) or one of "
+                 f"{', '.join(map(repr, MIXED_PRECISION_POLICIES))}.")
         if self.TRAIN_BN not in (True, False, None):
             fail("TRAIN_BN", f"is {self.TRAIN_BN!r}", "Use False, True or None.")
 

@@ -29,7 +29,10 @@ from mrcnn.checkpoints import (NonFiniteLossError, StateSaver, StopOnNonFiniteLo
                                TrainingRun, checkpoint_problem, non_finite_weights)
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
+from mrcnn import distribute
+from mrcnn.distribute import is_chief, model_strategy
 from mrcnn.graph.network import build_inference_model, build_training_model
+from mrcnn.graph.precision import loss_scaled
 from mrcnn.image_io import to_model_image
 from mrcnn.images import box_mask, compose_image_meta, mold_image, resize_image
 # WEIGHTS_DIR: where get_imagenet_weights looks, besides model_dir.
@@ -82,6 +85,9 @@ class MaskRCNN:
         mode: "training" or "inference".
         config: an instance of a Config subclass.
         model_dir: root directory of the training logs and checkpoints.
+        strategy: a tf.distribute.Strategy to build and train under (see
+            mrcnn.distribute); default: GPU_COUNT > 1 mirrors over that many
+            local GPUs, else one device.
 
     Attributes:
         keras_model: the Keras model of the chosen mode.
@@ -89,7 +95,8 @@ class MaskRCNN:
         log_dir, checkpoint_path: where training writes (see set_log_dir).
     """
 
-    def __init__(self, mode: str, config: Config, model_dir: str):
+    def __init__(self, mode: str, config: Config, model_dir: str,
+                 strategy: tf.distribute.Strategy | None = None):
         if mode not in MODES:
             raise ValueError(f"mode is {mode!r}; use 'training' or 'inference'.")
         if not isinstance(config, Config):
@@ -107,8 +114,10 @@ class MaskRCNN:
         self.model_dir = model_dir
         self._anchor_cache = {}
         self._predict = None
+        self.strategy = model_strategy(config, strategy)
         self.set_log_dir()
-        self.keras_model = self.build(mode, config)
+        with self.strategy.scope():
+            self.keras_model = self.build(mode, config)
 
     def build(self, mode: str, config: Config):
         """Builds the Keras model of ``mode`` from ``config``."""
@@ -427,16 +436,22 @@ class MaskRCNN:
 
     def compile(self, learning_rate: float, momentum: float) -> None:
         """The optimizer (classic: SGD with momentum) with global gradient-norm
-        clipping; the losses come from the named loss layers and the model's
-        weight decay."""
+        clipping, loss-scaled when the model computes in float16; the losses come
+        from the named loss layers and the model's weight decay."""
         clip = self.config.GRADIENT_CLIP_NORM
-        if self.config.OPTIMIZER == "adam":
-            optimizer = keras.optimizers.Adam(learning_rate=learning_rate, global_clipnorm=clip)
-        else:
-            optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                             global_clipnorm=clip)
-        # NMS and the data-dependent gathers have dynamic shapes: no XLA.
-        self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+        # The optimizer's variables are mirrored like the model's: created in its scope.
+        with self.strategy.scope():
+            if self.config.OPTIMIZER == "adam":
+                optimizer = distribute.Adam(learning_rate=learning_rate, global_clipnorm=clip)
+            else:
+                optimizer = distribute.SGD(learning_rate=learning_rate, momentum=momentum,
+                                           global_clipnorm=clip)
+            # float16 gradients underflow without loss scaling (MIXED_PRECISION).
+            optimizer = loss_scaled(optimizer, self.keras_model)
+            # NMS and the data-dependent gathers have dynamic shapes: no XLA; the
+            # float16 loss scale is ours, not Keras's automatic one.
+            self.keras_model.compile(optimizer=optimizer, jit_compile=False,
+                                     auto_scale_loss=False)
 
     def train(self, train_dataset, val_dataset, learning_rate: float, epochs: int,
               layers: str, augmentation=None, custom_callbacks=None,
@@ -510,10 +525,12 @@ class MaskRCNN:
         steps = self.config.STEPS_PER_EPOCH
         stop_on_nan = StopOnNonFiniteLoss(steps, run.step)
         saver = StateSaver(run, self.config.TRAIN_STATE_STEPS, run.step)
-        callbacks = [stop_on_nan,
-                     keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
-                                                 write_graph=False),
-                     ClassicCheckpoint(self.checkpoint_path), saver] + list(custom_callbacks or [])
+        # Under a multi-worker strategy only the chief writes logs and checkpoints.
+        writers = ([keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
+                                                write_graph=False),
+                    ClassicCheckpoint(self.checkpoint_path), saver]
+                   if is_chief(self.strategy) else [])
+        callbacks = [stop_on_nan] + writers + list(custom_callbacks or [])
         # The evaluation writes into the epoch's logs: it runs before the others read them.
         callbacks = training_callbacks(self, val_dataset, evaluate_every, evaluate_limit,
                                        early_stop, monitor) + callbacks

@@ -261,3 +261,17 @@ def test_demo_is_detect_with_the_coco_config(monkeypatch):
 def test_long_error_messages_fit_on_one_line():
     err = ValueError("x.h5 does not fit:\n  a\n  b\n  c\n  d\n  e\n  f\nUse exclude.")
     assert cli._one_line(err) == "x.h5 does not fit: a; b; c; ... (3 more); Use exclude."
+
+
+def test_mixed_precision_flag_sets_the_config_policy(tiny):
+    args = cli.build_parser().parse_args([
+        "train", "--config", tiny["config"], "--weights", "none", "--dataset", "shapes",
+        "--train-count", "1", "--val-count", "1", "--mixed-precision", "bfloat16"])
+    config, *_ = cli.training_data(args)
+    assert config.MIXED_PRECISION == "mixed_bfloat16"
+    args = cli.build_parser().parse_args([
+        "detect", "--weights", "none", "--image", "a.png", "--mixed-precision", "float16"])
+    assert cli.settings_with_precision(args)["MIXED_PRECISION"] == "mixed_float16"
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["detect", "--weights", "none", "--image", "a.png",
+                                       "--mixed-precision", "int8"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 from keras import layers
 
 from mrcnn.graph.layers import BatchNorm, Conv2D, TimeDistributed
+from mrcnn.graph.precision import FLOAT32
 from mrcnn.graph.roi_align import PyramidROIAlign
 
 
@@ -27,7 +28,8 @@ def classifier_head(rois, image_meta, feature_maps, pool_size: int, num_classes:
         class_logits [B, N, NC], class_probs [B, N, NC] and
         bbox_deltas [B, N, NC, (dy, dx, log(dh), log(dw))].
     """
-    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier")(
+    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_classifier",
+                        dtype=FLOAT32)(
         [rois, image_meta] + list(feature_maps))
     x = TimeDistributed(Conv2D(fc_layers_size, pool_size, padding="valid"),
                         name="mrcnn_class_conv1")(x)
@@ -39,9 +41,9 @@ def classifier_head(rois, image_meta, feature_maps, pool_size: int, num_classes:
     shared = layers.Reshape((-1, fc_layers_size), name="pool_squeeze")(x)
 
     class_logits = TimeDistributed(layers.Dense(num_classes), name="mrcnn_class_logits")(shared)
-    class_probs = layers.Activation("softmax", name="mrcnn_class")(class_logits)
+    class_probs = layers.Activation("softmax", name="mrcnn_class", dtype=FLOAT32)(class_logits)
     x = TimeDistributed(layers.Dense(num_classes * 4), name="mrcnn_bbox_fc")(shared)
-    bbox_deltas = layers.Reshape((-1, num_classes, 4), name="mrcnn_bbox")(x)
+    bbox_deltas = layers.Reshape((-1, num_classes, 4), name="mrcnn_bbox", dtype=FLOAT32)(x)
     return class_logits, class_probs, bbox_deltas
 
 
@@ -61,7 +63,8 @@ def mask_head(rois, image_meta, feature_maps, pool_size: int, num_classes: int,
     Returns:
         [B, N, 2 * pool_size, 2 * pool_size, NC] sigmoid mask probabilities.
     """
-    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask")(
+    x = PyramidROIAlign((pool_size, pool_size), name="roi_align_mask",
+                        dtype=FLOAT32)(
         [rois, image_meta] + list(feature_maps))
     for i in range(1, 5):
         x = TimeDistributed(layers.Conv2D(channels, 3, padding="same"),

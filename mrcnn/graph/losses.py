@@ -28,8 +28,20 @@ _serializable = keras.saving.register_keras_serializable(package="mrcnn")
 
 
 def mean_or_zero(values: tf.Tensor) -> tf.Tensor:
-    """Mean of all elements of ``values``; 0 when it is empty."""
-    return tf.math.divide_no_nan(tf.reduce_sum(values), tf.cast(tf.size(values), tf.float32))
+    """Mean of all elements of ``values``; 0 when it is empty.
+
+    Under a tf.distribute strategy with several replicas, the mean is over the
+    elements of the whole global batch: each replica divides its sum by the
+    mean count per replica (the all-reduced count / replicas), so that the
+    replicas' values, averaged as the training model averages its loss
+    (TrainingModel.compute_loss), give sum / count of the global batch, and a
+    replica without positives does not halve the others' loss.
+    """
+    count = tf.cast(tf.size(values), tf.float32)
+    replica = tf.distribute.get_replica_context()
+    if replica is not None and replica.num_replicas_in_sync > 1:
+        count = replica.all_reduce("sum", count) / replica.num_replicas_in_sync
+    return tf.math.divide_no_nan(tf.reduce_sum(values), count)
 
 
 # ---------------------------------------------------------------- formulas
@@ -369,8 +381,9 @@ class LossLayer(_NamedValueLayer):
     model did, so the named losses add up to ``loss`` (with the L2 term, if any);
     exactly so per epoch when all batches have the same size, since Keras
     averages ``loss`` weighted by batch size and these metrics per batch.
-    ``add_loss`` is only valid inside ``call``. Works under
-    ``tf.distribute.MirroredStrategy``. See :class:`_NamedValueLayer` for the
+    ``add_loss`` is only valid inside ``call``. The training model
+    (``network.TrainingModel``) sums the layers' weighted outputs instead of
+    the ``add_loss`` list, which the replicas of a MirroredStrategy share. See :class:`_NamedValueLayer` for the
     metric, the inputs and the output (the unweighted loss).
 
     Args:

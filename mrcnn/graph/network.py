@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from mrcnn import losses as loss_choices
@@ -20,6 +21,7 @@ from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
 from mrcnn.graph.fpn import fpn_graph
 from mrcnn.graph.heads import classifier_head, mask_head
 from mrcnn.graph.layers import ImageMetaField, NormalizeBoxes, PadRows, PyramidAnchors
+from mrcnn.graph.precision import FLOAT32, config_policy
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.rpn import build_rpn_model
 from mrcnn.graph.targets import DetectionTargetLayer
@@ -72,10 +74,13 @@ def region_proposals(feature_maps, config: Config):
                           config.TOP_DOWN_PYRAMID_SIZE)
     per_level = [rpn(p) for p in feature_maps]
     names = ("rpn_class_logits", "rpn_class", "rpn_bbox")
-    return [layers.Concatenate(axis=1, name=name)([level[i] for level in per_level])
+    # float32: the softmax scores and the deltas feed the proposals.
+    return [layers.Concatenate(axis=1, name=name, dtype=FLOAT32)(
+        [level[i] for level in per_level])
             for i, name in enumerate(names)]
 
 
+@config_policy
 def build_inference_model(config: Config) -> keras.Model:
     """The inference graph.
 
@@ -98,20 +103,21 @@ def build_inference_model(config: Config) -> keras.Model:
     _, rpn_class, rpn_bbox = region_proposals(feature_maps, config)
     rpn_rois = ProposalLayer(config.POST_NMS_ROIS_INFERENCE, config.RPN_NMS_THRESHOLD,
                              config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV,
-                             name="ROI")([rpn_class, rpn_bbox, input_anchors])
+                             name="ROI", dtype=FLOAT32)([rpn_class, rpn_bbox, input_anchors])
 
     _, mrcnn_class, mrcnn_bbox = classifier_head(
         rpn_rois, input_image_meta, head_maps, config.POOL_SIZE, config.NUM_CLASSES,
         config.TRAIN_BN, config.FPN_CLASSIF_FC_LAYERS_SIZE)
     detections = DetectionLayer(config.DETECTION_MAX_INSTANCES, config.DETECTION_MIN_CONFIDENCE,
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
-                                name="mrcnn_detection")(
+                                name="mrcnn_detection", dtype=FLOAT32)(
         [rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
     # The mask head runs on the final detections, not on all proposals.
-    detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
+    detection_boxes = DetectionBoxes(name="detection_boxes", dtype=FLOAT32)(detections)
     mrcnn_mask = mask_head(detection_boxes, input_image_meta, head_maps, config.MASK_POOL_SIZE,
                            config.NUM_CLASSES, config.TRAIN_BN, config.MASK_HEAD_CHANNELS)
-    mrcnn_mask = PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
+    mrcnn_mask = PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded",
+                         dtype=FLOAT32)(mrcnn_mask)
     return ClassicWeightsModel([input_image, input_image_meta, input_anchors],
                                [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
                                 rpn_class, rpn_bbox], name="mask_rcnn")
@@ -120,22 +126,37 @@ def build_inference_model(config: Config) -> keras.Model:
 class TrainingModel(ClassicWeightsModel):
     """The training graph, whose loss adds the classic L2 weight decay.
 
-    The five named losses come from the loss layers' ``add_loss``; this model
-    adds ``weight_decay * sum(mean(w**2))`` over the trainable weights other
-    than BatchNorm gamma/beta, so layers frozen by ``set_trainable`` are not
-    decayed.
+    The loss is the weighted sum of the loss layers' outputs (the five named
+    losses and the extra ones) plus ``weight_decay * sum(mean(w**2))`` over
+    the trainable weights other than BatchNorm gamma/beta, so layers frozen by
+    ``set_trainable`` are not decayed.
+
+    Args:
+        inputs, outputs: as keras.Model.
+        weight_decay: WEIGHT_DECAY.
+        loss_outputs: (index in ``outputs``, weight) of every LossLayer output.
     """
 
-    def __init__(self, inputs, outputs, weight_decay: float, **kwargs):
+    def __init__(self, inputs, outputs, weight_decay: float, loss_outputs=(), **kwargs):
         super().__init__(inputs, outputs, **kwargs)
         self.weight_decay = float(weight_decay)
+        self.loss_outputs = tuple((int(i), float(w)) for i, w in loss_outputs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        loss = super().compute_loss(x, y, y_pred, sample_weight, training)
+        # The loss layers' outputs rather than Keras's add_loss list: under
+        # MirroredStrategy the replicas share each layer's list, so every replica
+        # would also sum the others' terms.
+        terms = [weight * tf.reshape(y_pred[i], []) for i, weight in self.loss_outputs]
         decayed = [w for w in self.trainable_weights if not NO_DECAY.search(w.path)]
-        return loss + losses.l2_regularization(decayed, self.weight_decay)
+        loss = tf.add_n(terms + [losses.l2_regularization(decayed, self.weight_decay)])
+        # Keras sums the replicas' gradients but leaves a custom loss unscaled:
+        # each replica's loss counts 1/replicas, so the step is the global batch's
+        # mean (and the weight decay counted once); Keras's loss tracker undoes the
+        # factor for the reported loss.
+        return loss / tf.distribute.get_strategy().num_replicas_in_sync
 
 
+@config_policy
 def build_training_model(config: Config) -> keras.Model:
     """The training graph.
 
@@ -171,15 +192,17 @@ def build_training_model(config: Config) -> keras.Model:
     head_maps = feature_maps[:4]
     rpn_class_logits, rpn_class, rpn_bbox = region_proposals(feature_maps, config)
     anchors = PyramidAnchors(image_shape, **anchor_settings(config, image_shape),
-                             name="anchors")(input_image)
+                             name="anchors", dtype=FLOAT32)(input_image)
     rpn_rois = ProposalLayer(config.POST_NMS_ROIS_TRAINING, config.RPN_NMS_THRESHOLD,
                              config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV,
-                             name="ROI")([rpn_class, rpn_bbox, anchors])
+                             name="ROI", dtype=FLOAT32)([rpn_class, rpn_bbox, anchors])
 
-    gt_boxes = NormalizeBoxes(name="gt_boxes_normalized")([input_gt_boxes, input_image])
+    gt_boxes = NormalizeBoxes(name="gt_boxes_normalized", dtype=FLOAT32)(
+        [input_gt_boxes, input_image])
     targets = DetectionTargetLayer(config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO,
                                    config.BBOX_STD_DEV, config.MASK_SHAPE,
-                                   config.USE_MINI_MASK, name="proposal_targets")
+                                   config.USE_MINI_MASK, name="proposal_targets",
+                                   dtype=FLOAT32)
     rois, target_class_ids, target_bbox, target_mask = targets(
         [rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
 
@@ -190,8 +213,10 @@ def build_training_model(config: Config) -> keras.Model:
     mrcnn_mask = mask_head(targets.positive_rows(rois), input_image_meta, head_maps,
                            config.MASK_POOL_SIZE, config.NUM_CLASSES, config.TRAIN_BN,
                            config.MASK_HEAD_CHANNELS)
-    mrcnn_mask = PadRows(config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_padded")(mrcnn_mask)
-    active_class_ids = ImageMetaField("active_class_ids", name="active_class_ids")(
+    mrcnn_mask = PadRows(config.TRAIN_ROIS_PER_IMAGE, name="mrcnn_mask_padded",
+                         dtype=FLOAT32)(mrcnn_mask)
+    active_class_ids = ImageMetaField("active_class_ids", name="active_class_ids",
+                                      dtype=FLOAT32)(
         input_image_meta)
 
     # The tensors that losses and monitors can take (documented in mrcnn.losses).
@@ -203,11 +228,17 @@ def build_training_model(config: Config) -> keras.Model:
         "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox, "mrcnn_mask": mrcnn_mask,
         "active_class_ids": active_class_ids,
     }
-    loss_values = [losses.LossLayer(fn, config.LOSS_WEIGHTS.get(name, 1.0), name=name)(
+    chosen_losses = loss_choices.training_losses(config)
+    loss_values = [losses.LossLayer(fn, config.LOSS_WEIGHTS.get(name, 1.0), name=name,
+                                    dtype=FLOAT32)(
         [graph_tensors[t] for t in inputs])
-        for name, (fn, inputs) in loss_choices.training_losses(config).items()]
-    monitor_values = [losses.MonitorLayer(fn, name=name)([graph_tensors[t] for t in inputs])
+        for name, (fn, inputs) in chosen_losses.items()]
+    monitor_values = [losses.MonitorLayer(fn, name=name, dtype=FLOAT32)(
+        [graph_tensors[t] for t in inputs])
                       for name, (fn, inputs) in loss_choices.training_monitors(config).items()]
-    outputs = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
-               mrcnn_bbox, mrcnn_mask, rpn_rois, rois] + loss_values + monitor_values
-    return TrainingModel(inputs, outputs, config.WEIGHT_DECAY, name="mask_rcnn")
+    heads = [rpn_class_logits, rpn_class, rpn_bbox, mrcnn_class_logits, mrcnn_class,
+             mrcnn_bbox, mrcnn_mask, rpn_rois, rois]
+    loss_outputs = [(len(heads) + i, config.LOSS_WEIGHTS.get(name, 1.0))
+                    for i, name in enumerate(chosen_losses)]
+    return TrainingModel(inputs, heads + loss_values + monitor_values, config.WEIGHT_DECAY,
+                         loss_outputs, name="mask_rcnn")

@@ -40,8 +40,11 @@ class ProposalLayer(keras.layers.Layer):
 
     def call(self, inputs):
         rpn_probs, rpn_bbox, anchors = inputs
-        scores = rpn_probs[:, :, 1]
-        deltas = rpn_bbox * tf.constant(self.rpn_bbox_std_dev)
+        # Boxes and NMS in float32 whatever the layer's policy: a low-precision
+        # rpn_bbox times the float32 std-dev factors would not even multiply.
+        scores = tf.cast(rpn_probs[:, :, 1], tf.float32)
+        deltas = tf.cast(rpn_bbox, tf.float32) * tf.constant(self.rpn_bbox_std_dev)
+        anchors = tf.cast(anchors, tf.float32)
         limit = tf.minimum(self.pre_nms_limit, tf.shape(anchors)[1])
         scores, top = tf.math.top_k(scores, limit, sorted=True)
         deltas = tf.gather(deltas, top, batch_dims=1)

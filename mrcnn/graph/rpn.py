@@ -4,6 +4,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from mrcnn.graph.precision import FLOAT32
+
 
 def build_rpn_model(anchor_stride: int, anchors_per_location: int,
                     depth: int) -> keras.Model:
@@ -31,7 +33,7 @@ def build_rpn_model(anchor_stride: int, anchors_per_location: int,
     # so a reshape gives anchors in (y, x, ratio) order, as generate_anchors.
     class_raw = layers.Conv2D(2 * anchors_per_location, 1, name="rpn_class_raw")(shared)
     class_logits = layers.Reshape((-1, 2))(class_raw)
-    probs = layers.Activation("softmax", name="rpn_class_xxx")(class_logits)
+    probs = layers.Activation("softmax", name="rpn_class_xxx", dtype=FLOAT32)(class_logits)
     bbox_raw = layers.Conv2D(4 * anchors_per_location, 1, name="rpn_bbox_pred")(shared)
     bbox = layers.Reshape((-1, 4))(bbox_raw)
     return keras.Model(feature_map, [class_logits, probs, bbox], name="rpn_model")
