@@ -136,14 +136,14 @@ def add_precision_flag(parser: argparse.ArgumentParser) -> None:
                              "MIXED_PRECISION, float32)")
 
 
-def run_detect(args: argparse.Namespace) -> int:
-    """``mrcnn detect``: annotated PNGs and a COCO-style results.json for image files."""
-    paths = collect_images(args.image)
-    # Check every input before the slow model build, so that a bad file fails at once.
-    for path in paths:
-        _, message = read_image(path)
-        if message:
-            note(message)
+def inference_model(args: argparse.Namespace) -> tuple:
+    """The inference model of detect and export: the config from --config, --set,
+    --mixed-precision and --min-confidence (class count and backbone from the weight
+    file unless given), the weights of --weights loaded.
+
+    Returns:
+        (MaskRCNN in inference mode, class names with the background first).
+    """
     settings = settings_with_precision(args)
     if args.min_confidence is not None:
         settings["DETECTION_MIN_CONFIDENCE"] = args.min_confidence
@@ -155,6 +155,18 @@ def run_detect(args: argparse.Namespace) -> int:
 
     model = MaskRCNN("inference", config, args.logs)
     load_weights(model, args.weights)
+    return model, names
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    """``mrcnn detect``: annotated PNGs and a COCO-style results.json for image files."""
+    paths = collect_images(args.image)
+    # Check every input before the slow model build, so that a bad file fails at once.
+    for path in paths:
+        _, message = read_image(path)
+        if message:
+            note(message)
+    model, names = inference_model(args)
     results = detect_files(model, paths, args.out, names)
     print(f"{len(paths)} images, {len(results)} detections: annotated images and "
           f"results.json in {args.out}")
@@ -169,17 +181,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     # Before the slow model build.
     check_export_dir(args.out)
-    settings = configs.parse_settings(args.set)
-    if args.min_confidence is not None:
-        settings["DETECTION_MIN_CONFIDENCE"] = args.min_confidence
-    base, settings = detect_config_class(args, weights_file(args.weights), settings)
-    config = configs.inference_config(base, **settings)
-    names = configs.class_names(config, args.class_names)
-
-    from mrcnn.model import MaskRCNN
-
-    model = MaskRCNN("inference", config, args.logs)
-    load_weights(model, args.weights)
+    model, names = inference_model(args)
     print(f"SavedModel written to {model.export(args.out, names)}")
     return 0
 
