@@ -66,8 +66,16 @@ def checkpoint_problem(path: str) -> str | None:
 
 
 def config_fingerprint(config) -> str:
-    """The config's settings as JSON, functions by name: equal for the same config."""
+    """The config's settings as JSON: equal for the same config, in any process.
+
+    Objects with ``get_config`` (loss factories' results, Keras losses) count by class and
+    config, so that a changed hyper-parameter is a changed config; functions by name.
+    """
     def plain(value):
+        if hasattr(value, "get_config") and not isinstance(value, type):
+            kind = type(value)
+            return {"class": f"{kind.__module__}.{kind.__qualname__}",
+                    "config": value.get_config()}
         if callable(value):
             return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', value)}"
         if isinstance(value, np.ndarray):

@@ -263,3 +263,23 @@ def test_detect_reads_uint16_gray_and_rgba_arrays_like_their_rgb(small_shapes):
             np.testing.assert_array_equal(result[key], expected[key])
     gray = detector.detect([rgb[:, :, 0]])[0]
     assert gray["masks"].shape[:2] == rgb.shape[:2]
+
+
+def test_config_fingerprint_follows_loss_hyper_parameters_not_object_identity():
+    from mrcnn import losses
+    from mrcnn.checkpoints import config_fingerprint
+
+    def config_with(loss):
+        class LossConfig(EdgeConfig):
+            LOSS_FUNCTIONS = {"mrcnn_class_loss": loss}
+        return LossConfig()
+
+    keras_focal = config_fingerprint(config_with(keras.losses.CategoricalFocalCrossentropy(gamma=2.0)))
+    assert "0x" not in keras_focal  # no memory address: a rerun in a new process matches
+    assert keras_focal == config_fingerprint(
+        config_with(keras.losses.CategoricalFocalCrossentropy(gamma=2.0)))
+    assert keras_focal != config_fingerprint(
+        config_with(keras.losses.CategoricalFocalCrossentropy(gamma=3.0)))
+    ours = config_fingerprint(config_with(losses.focal(gamma=2.0)))
+    assert ours == config_fingerprint(config_with(losses.focal(gamma=2.0)))
+    assert ours != config_fingerprint(config_with(losses.focal(gamma=3.0)))
