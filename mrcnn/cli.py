@@ -158,6 +158,16 @@ def inference_model(args: argparse.Namespace) -> tuple:
     return model, names
 
 
+def add_inference_model_flags(parser: argparse.ArgumentParser) -> None:
+    """--min-confidence and --class-names, which inference_model reads (detect, export)."""
+    parser.add_argument("--min-confidence", type=float, metavar="X",
+                        help="minimum detection score (default: the config's "
+                             "DETECTION_MIN_CONFIDENCE)")
+    parser.add_argument("--class-names", metavar="a,b,c",
+                        help="class names, background excluded (default: the config's "
+                             "CLASS_NAMES, else 'class N')")
+
+
 def run_detect(args: argparse.Namespace) -> int:
     """``mrcnn detect``: annotated PNGs and a COCO-style results.json for image files."""
     paths = collect_images(args.image)
@@ -427,12 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--image", nargs="+", required=True, metavar="PATH_OR_DIR",
                         help="image files and/or folders of images")
     detect.add_argument("--out", default="out", metavar="DIR", help="output folder")
-    detect.add_argument("--min-confidence", type=float, metavar="X",
-                        help="minimum detection score (default: the config's "
-                             "DETECTION_MIN_CONFIDENCE)")
-    detect.add_argument("--class-names", metavar="a,b,c",
-                        help="class names, background excluded (default: the config's "
-                             "CLASS_NAMES, else 'class N')")
+    add_inference_model_flags(detect)
     add_precision_flag(detect)
     detect.set_defaults(handler=run_detect, parser=detect)
 
@@ -554,12 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
                "      --out models/balloon/1 --class-names balloon")
     export.add_argument("--out", required=True, metavar="DIR",
                         help="new folder for the SavedModel")
-    export.add_argument("--min-confidence", type=float, metavar="X",
-                        help="minimum detection score (default: the config's "
-                             "DETECTION_MIN_CONFIDENCE)")
-    export.add_argument("--class-names", metavar="a,b,c",
-                        help="class names, background excluded (default: the config's "
-                             "CLASS_NAMES, else 'class N')")
+    add_inference_model_flags(export)
     export.set_defaults(handler=run_export, parser=export)
     return parser
 
