@@ -28,6 +28,8 @@ setup(
         "h5py",
         # TensorFlow no longer brings it; train() writes TensorBoard logs.
         "tensorboard",
+        # mrcnn.track_metrics: HOTA, MOTSA / sMOTSA, IDF1 of tracks.
+        "trackeval",
     ],
     extras_require={"test": ["pytest", "albumentations"]},
     entry_points={"console_scripts": ["mrcnn=mrcnn.cli:main"]},

@@ -89,7 +89,7 @@ def test_masks_match_the_drawing(dataset):
         assert masks.dtype == bool and masks.shape[:2] == (SIZE, SIZE)
         assert masks.sum(axis=-1).max() <= 1  # visible parts do not overlap
         colors = {i: color for i, (_, color, _) in zip(info["instance_ids"], info["shapes"])}
-        for k, instance in enumerate(truth["instance_ids"]):
+        for k, instance in enumerate(truth["ids"]):
             assert (image[masks[..., k]] == colors[instance]).all()
         assert (image[~masks.any(axis=-1)] == info["bg_color"]).all()
 
@@ -143,7 +143,7 @@ def test_crossings_occur_and_defeat_overlap_linking(dataset):
         for previous, current in zip(image_ids, image_ids[1:]):
             a, b = dataset.frame_ground_truth(previous), dataset.frame_ground_truth(current)
             rows, cols = linear_sum_assignment(-compute_overlaps_masks(a["masks"], b["masks"]))
-            wrong_links += int((a["instance_ids"][rows] != b["instance_ids"][cols]).sum())
+            wrong_links += int((a["ids"][rows] != b["ids"][cols]).sum())
     assert overlapping >= VIDEOS and hidden >= 1 and wrong_links >= 1
 
 

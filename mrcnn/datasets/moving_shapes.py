@@ -156,11 +156,12 @@ class MovingShapesDataset(Dataset):
         """A frame's ground truth for tracking evaluation.
 
         Returns:
-            {"instance_ids": int32 [N], "class_ids": int32 [N], "masks": bool [H, W, N]},
-            instances aligned as in `load_mask`.
+            {"ids": int32 [N] instance ids, "class_ids": int32 [N], "masks": bool
+            [H, W, N]}, instances aligned as in `load_mask`: the *objects of a frame* of
+            :mod:`mrcnn.mots` and :mod:`mrcnn.track_metrics`.
         """
         masks, class_ids = self.load_mask(image_id)
-        return {"instance_ids": self.load_instance_ids(image_id), "class_ids": class_ids,
+        return {"ids": self.load_instance_ids(image_id), "class_ids": class_ids,
                 "masks": masks}
 
     def image_reference(self, image_id: int) -> str:
