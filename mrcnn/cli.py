@@ -6,6 +6,7 @@
     mrcnn train --weights coco --train-json train.json --val-json val.json --epochs 20
     mrcnn evaluate --config coco --weights coco --dataset /data/coco --year 2017
     mrcnn export --config coco --weights coco --out models/mrcnn/1
+    mrcnn track --config my_config.py:Cfg --weights tracker.h5 --video clip.gif --out out/
 
 Exit status: 0 on success, 2 for a usage error, 1 for a failure at run time
 (missing file, weight file that does not fit, bad input), reported as one
@@ -180,6 +181,27 @@ def run_detect(args: argparse.Namespace) -> int:
     results = detect_files(model, paths, args.out, names)
     print(f"{len(paths)} images, {len(results)} detections: annotated images and "
           f"results.json in {args.out}")
+    return 0
+
+
+# ---------------------------------------------------------------------- track
+
+def run_track(args: argparse.Namespace) -> int:
+    """``mrcnn track``: per-frame PNGs coloured by identity and a MOTS tracks file."""
+    from mrcnn.track import Tracker
+    from mrcnn.video import read_video, track_video
+
+    # Before the slow model build: bad tracker settings and unreadable frames fail at once.
+    tracker = Tracker(embedding_weight=args.embedding_weight, iou_weight=args.iou_weight,
+                      max_cost=args.max_cost, min_score=args.min_score, memory=args.memory)
+    frames = read_video(args.video)
+    model, names = inference_model(args)
+    summary = track_video(model, frames, args.out, names, tracker)
+    if not summary["embeddings"] and args.embedding_weight > 0:
+        note("note: the model has no association head (ASSOCIATION_EMBEDDING_SIZE): "
+             "detections were linked by mask IoU alone")
+    print(f"{summary['frames']} frames, {summary['tracks']} tracks: frames and "
+          f"{os.path.basename(summary['tracks_file'])} (MOTS format) in {args.out}")
     return 0
 
 
@@ -377,7 +399,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``mrcnn`` argument parser (subcommands detect, train, evaluate)."""
+    """The ``mrcnn`` argument parser (subcommands detect, train, evaluate, track, export)."""
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("model")
     group.add_argument("--config", metavar="NAME",
@@ -544,6 +566,42 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument("--out", metavar="DIR",
                                  help="folder for the results JSON (default: --logs)")
     evaluate_parser.set_defaults(handler=run_evaluate, parser=evaluate_parser)
+
+    track = commands.add_parser(
+        "track", parents=[common], formatter_class=_Formatter,
+        help="detect and track instances through a video",
+        description="Detect instances in every frame of a video and link them into tracks "
+                    "(mrcnn.track.Tracker): by the association head's embeddings and mask "
+                    "IoU when the model has the head (ASSOCIATION_EMBEDDING_SIZE), else by "
+                    "mask IoU alone. The video is a folder of frame images (in file-name "
+                    "order) or one multi-frame file imageio reads (GIF, TIFF). Writes "
+                    "OUT/<frame>.png with a colour per identity and OUT/tracks.txt in the "
+                    "MOTS challenge format (frame id class height width rle; object id = "
+                    "class * 1000 + track; frames from 0).",
+        epilog="examples:\n"
+               "  mrcnn track --config samples/tracking/train_tracking.py:TrackingConfig "
+               "\\\n      --weights logs/tracking/mask_rcnn_tracking.h5 --video clip.gif "
+               "--out out/\n"
+               "  mrcnn track --config coco --weights coco --video frames/ --out out/ "
+               "--embedding-weight 0")
+    track.add_argument("--video", required=True, metavar="DIR_OR_FILE",
+                       help="folder of frame images, or a multi-frame file (GIF, TIFF)")
+    track.add_argument("--out", default="out", metavar="DIR", help="output folder")
+    group = track.add_argument_group("tracker (see mrcnn.track)")
+    group.add_argument("--embedding-weight", type=float, default=1.0, metavar="X",
+                       help="weight of the embedding distance in the cost (0: mask IoU "
+                            "alone)")
+    group.add_argument("--iou-weight", type=float, default=1.0, metavar="X",
+                       help="weight of 1 - mask IoU with the track's last mask")
+    group.add_argument("--max-cost", type=float, default=0.7, metavar="X",
+                       help="never link a track and a detection costing more (0..1)")
+    group.add_argument("--min-score", type=float, default=0.5, metavar="X",
+                       help="detections scoring less are not tracked")
+    group.add_argument("--memory", type=int, default=3, metavar="FRAMES",
+                       help="frames a track waits for its object to reappear")
+    add_inference_model_flags(track)
+    add_precision_flag(track)
+    track.set_defaults(handler=run_track, parser=track)
 
     export = commands.add_parser(
         "export", parents=[common], formatter_class=_Formatter,

@@ -119,6 +119,18 @@ def random_colors(N: int, bright: bool = True, seed: int | None = None) -> list:
     return colors
 
 
+def identity_colors(track_ids: np.ndarray | list) -> list:
+    """A colour per track id, the same for an id in every frame and every run.
+
+    Hues step by the golden ratio, so consecutive ids get far-apart colours.
+
+    Returns:
+        [(r, g, b)] with components in [0, 1].
+    """
+    return [colorsys.hsv_to_rgb((int(i) * 0.618033988749895) % 1.0, 1.0, 1.0)
+            for i in track_ids]
+
+
 def apply_mask(image: np.ndarray, mask: np.ndarray, color, alpha: float = 0.5) -> np.ndarray:
     """Blends a colour into the masked pixels of an image.
 
