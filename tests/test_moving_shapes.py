@@ -27,6 +27,8 @@ def dataset():
 
 def test_classes_and_order(dataset):
     assert dataset.class_names == ["BG", "square", "circle", "triangle"]
+    # The images' source has the classes (the training data's active classes need it).
+    assert dataset.source_class_ids["moving_shapes"] == [0, 1, 2, 3]
     assert dataset.num_images == VIDEOS * FRAMES
     assert dataset.video_ids() == list(range(VIDEOS))
     # Ordered video by video, frame by frame.

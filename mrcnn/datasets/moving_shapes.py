@@ -28,10 +28,9 @@ import skimage.draw
 from mrcnn.dataset import Dataset
 from mrcnn.datasets.shapes import SHAPES
 
-# Images of this source; the classes are the shapes dataset's own ("shapes.1" = square, ...),
-# so class ids and names are the same in both datasets.
+# Source of the images and classes; the classes are those of the shapes dataset, in the same
+# order ("moving_shapes.1" = square, ...), so class ids and names are the same in both.
 SOURCE = "moving_shapes"
-CLASS_SOURCE = "shapes"
 # Smallest object size s (half side, radius or apex height) in pixels.
 MIN_SIZE = 8
 # Colours of the objects of one video differ from each other and from the background by at
@@ -78,7 +77,7 @@ class MovingShapesDataset(Dataset):
             raise ValueError(f"objects must be (fewest, most) with 1 <= fewest <= most, "
                              f"got {objects}")
         for source_id, name in enumerate(SHAPES, start=1):
-            self.add_class(CLASS_SOURCE, source_id, name)
+            self.add_class(SOURCE, source_id, name)
         rng = np.random.default_rng(seed)
         mine = [info for info in self.image_info if info["source"] == SOURCE]
         first_video = max((info["video"] for info in mine), default=-1) + 1
@@ -120,7 +119,7 @@ class MovingShapesDataset(Dataset):
         if info["source"] != SOURCE:
             return super().load_mask(image_id)
         masks, visible = self._visible_masks(info)
-        class_ids = np.array([self.map_source_class_id(f"{CLASS_SOURCE}.{SHAPES.index(name) + 1}")
+        class_ids = np.array([self.map_source_class_id(f"{SOURCE}.{SHAPES.index(name) + 1}")
                               for name, _, _ in info["shapes"]], dtype=np.int32)
         return masks, class_ids[visible]
 
