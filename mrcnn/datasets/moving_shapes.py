@@ -32,7 +32,9 @@ from mrcnn.datasets.shapes import SHAPES
 # order ("moving_shapes.1" = square, ...), so class ids and names are the same in both.
 SOURCE = "moving_shapes"
 # Smallest object size s (half side, radius or apex height) in pixels.
-MIN_SIZE = 8
+MIN_SIZE = 12
+# Largest object size: min(height, width) // SIZE_DIVISOR.
+SIZE_DIVISOR = 5
 # Colours of the objects of one video differ from each other and from the background by at
 # least this much in some channel, so that colour identifies an object.
 MIN_COLOR_DISTANCE = 60
@@ -58,7 +60,7 @@ class MovingShapesDataset(Dataset):
         Args:
             count: number of videos to add.
             frames: frames per video (>= 1).
-            height, width: frame size in pixels, each >= 8 * MIN_SIZE (64).
+            height, width: frame size in pixels, each >= 8 * MIN_SIZE (96).
             seed: seed of the numpy random generator; the same seed (and arguments) gives
                 the same videos (None: different every time).
             objects: (fewest, most) objects per video, both inclusive.
@@ -203,7 +205,7 @@ def random_video(rng: np.random.Generator, frames: int, height: int, width: int,
     """
     bg_color = _random_color(rng, [])
     count = int(rng.integers(objects[0], objects[1] + 1))
-    max_size = max(MIN_SIZE, min(height, width) // 6)
+    max_size = max(MIN_SIZE, min(height, width) // SIZE_DIVISOR)
     specs, paths = [], []
     for i in range(count):
         if i % 2 == 0:
