@@ -45,6 +45,28 @@ def remove_overlaps(masks: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return owner[..., None] == np.arange(masks.shape[-1])
 
 
+def disjoint_detections(result: Mapping[str, np.ndarray], min_kept: float = 0.5) -> dict:
+    """A ``detect()`` result made fit for tracking and the MOTS format: disjoint masks
+    (:func:`remove_overlaps`), without the detections left with less than `min_kept` of
+    their pixels (duplicates of a higher-scoring detection, often of another class).
+
+    Args:
+        result: ``masks`` bool [H, W, N], ``scores`` [N], and any other per-detection
+            arrays ([N, ...]: rois, class_ids, embeddings).
+        min_kept: fraction of its own mask a detection must keep (0: keep all).
+
+    Returns:
+        A new result dict with the same keys, M <= N detections.
+    """
+    masks = np.asarray(result["masks"], dtype=bool)
+    disjoint = remove_overlaps(masks, result["scores"])
+    area = masks.sum(axis=(0, 1))
+    keep = disjoint.sum(axis=(0, 1)) >= min_kept * np.maximum(area, 1)
+    out = {key: np.asarray(value)[keep] for key, value in result.items() if key != "masks"}
+    out["masks"] = disjoint[..., keep]
+    return out
+
+
 def format_frame(frame: int, objects: Mapping[str, np.ndarray]) -> str:
     """The MOTS lines of one frame's objects (empty masks and track id 0 left out).
 

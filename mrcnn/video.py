@@ -22,7 +22,7 @@ import numpy as np
 
 from mrcnn.image_io import ImageReadError, to_model_image
 from mrcnn.inference import IMAGE_EXTENSIONS, collect_images, read_image
-from mrcnn.mots import format_frame, remove_overlaps
+from mrcnn.mots import disjoint_detections, format_frame
 from mrcnn.progress import Progress
 from mrcnn.track import UNTRACKED, Tracker
 
@@ -98,8 +98,10 @@ def track_video(model: MaskRCNN, frames: Sequence[tuple[str, np.ndarray]], out_d
     Writes OUT/<frame name>.png (the tracked instances drawn with a colour per identity,
     captioned "<class> #<track id>") and OUT/tracks.txt in the MOTS format (frames counted
     from 0), line by line as frames are done. A detection's mask loses the pixels of
-    higher-scoring detections first (the MOTS format wants disjoint masks), for the
-    tracker, the drawing and the file alike.
+    higher-scoring detections first (the MOTS format wants disjoint masks), and one left
+    with less than half its pixels is dropped as a duplicate
+    (:func:`mrcnn.mots.disjoint_detections`), for the tracker, the drawing and the file
+    alike.
 
     Args:
         model: an inference-mode MaskRCNN; with an association head its embeddings are
@@ -122,8 +124,7 @@ def track_video(model: MaskRCNN, frames: Sequence[tuple[str, np.ndarray]], out_d
     seen, embeddings, progress = set(), False, Progress(len(frames), "track")
     with open(tracks_path, "w", encoding="ascii") as tracks_file:
         for index, (name, image) in enumerate(frames):
-            r = model.detect([image])[0]
-            r["masks"] = remove_overlaps(r["masks"], r["scores"])
+            r = disjoint_detections(model.detect([image])[0])
             embeddings = embeddings or "embeddings" in r
             track_ids = tracker.update(r)
             tracks_file.write(format_frame(index, {"ids": track_ids,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from mrcnn.datasets.moving_shapes import shape_mask
-from mrcnn.mots import format_frame, read_mots, remove_overlaps, write_mots
+from mrcnn.mots import disjoint_detections, format_frame, read_mots, remove_overlaps, write_mots
 from mrcnn.track import Tracker
 from mrcnn.track_metrics import evaluate_tracks
 
@@ -206,3 +206,16 @@ def test_scores_of_one_swap():
     assert (scores["FN"], scores["FP"]) == (1, 1)
     with pytest.raises(ValueError, match="frames"):
         evaluate_tracks(truth, {"crossing": wrong_class[:3]})
+
+
+def test_disjoint_detections_drop_duplicates():
+    # A duplicate of another class under a higher-scoring detection, and a neighbour.
+    masks = [square(30), square(31), square(60)]
+    r = result(masks, class_ids=[1, 2, 1], scores=[0.9, 0.6, 0.8], embeddings=np.eye(3))
+    out = disjoint_detections(r)
+    np.testing.assert_array_equal(out["class_ids"], [1, 1])
+    np.testing.assert_array_equal(out["scores"], [0.9, 0.8])
+    np.testing.assert_array_equal(out["embeddings"], np.eye(3)[[0, 2]])
+    assert out["rois"].shape == (2, 4) and out["masks"].shape == (H, W, 2)
+    np.testing.assert_array_equal(out["masks"][..., 1], square(60))
+    assert len(disjoint_detections(r, min_kept=0.0)["scores"]) == 3

@@ -39,7 +39,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from mrcnn.boxes import extract_bboxes  # noqa: E402
 from mrcnn.datasets.moving_shapes import MovingShapesDataset  # noqa: E402
 from mrcnn.model import MaskRCNN  # noqa: E402
-from mrcnn.mots import remove_overlaps  # noqa: E402
+from mrcnn.mots import disjoint_detections  # noqa: E402
 from mrcnn.track import UNTRACKED, Tracker  # noqa: E402
 from mrcnn.track_metrics import evaluate_tracks  # noqa: E402
 from samples.shapes.train_shapes import FastShapesConfig, inference_config  # noqa: E402
@@ -77,14 +77,13 @@ def videos(count: int, frames: int, size: int, seed: int) -> MovingShapesDataset
 
 
 def detect_videos(model: MaskRCNN, dataset: MovingShapesDataset) -> dict:
-    """``{video: [detect() result per frame]}``, masks made disjoint as MOTS wants."""
+    """``{video: [detect() result per frame]}``, masks made disjoint as MOTS wants and
+    duplicates dropped (mrcnn.mots.disjoint_detections)."""
     detections = {}
     for video in dataset.video_ids():
         results = []
         for image_id in dataset.video_image_ids(video):
-            r = model.detect([dataset.load_image(image_id)])[0]
-            r["masks"] = remove_overlaps(r["masks"], r["scores"])
-            results.append(r)
+            results.append(disjoint_detections(model.detect([dataset.load_image(image_id)])[0]))
         detections[video] = results
     return detections
 
