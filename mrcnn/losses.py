@@ -33,7 +33,8 @@ Unlisted losses stay classic; each keeps its layer name, so the progress bar,
 ``History`` and TensorBoard show it as before, weighted by ``LOSS_WEIGHTS``.
 
 ``EXTRA_LOSSES`` and ``TRAINING_METRICS`` map a new name to a function of
-graph tensors (:data:`GRAPH_TENSORS`): a function whose required parameters
+graph tensors (:data:`GRAPH_TENSORS`; with the association head also
+:data:`ASSOCIATION_TENSORS`): a function whose required parameters
 are named after them, a ``(function, [tensor names])`` pair, or
 ``"module:name"``; ``TRAINING_METRICS`` also takes the built-in monitors of
 :data:`MONITORS` by name (a list of names is short for ``{name: name}``).
@@ -98,17 +99,18 @@ GRAPH_TENSORS = {
                               "class-specific mask probabilities"),
     "active_class_ids": GraphTensor(("B", "NC"), "ones",
                                     "1 for the classes of the image's dataset, else 0"),
-    # Only with ASSOCIATION_EMBEDDING_SIZE (the association head).
+}
+# The graph tensors that only the association head (ASSOCIATION_EMBEDDING_SIZE) makes.
+ASSOCIATION_TENSORS = {
     "target_instance_ids": GraphTensor(("B", "P"), "instance_ids",
                                        "int32 instance identity of the positive-ROI rows "
                                        "(the first int(T * ROI_POSITIVE_RATIO) rows), 0 for "
-                                       "the others; association head only"),
+                                       "the others"),
     "mrcnn_assoc": GraphTensor(("B", "P", "D"), "unit",
-                               "L2-normalized embeddings of the positive-ROI rows; "
-                               "association head only"),
+                               "L2-normalized embeddings of the positive-ROI rows"),
 }
-# The graph tensors that exist only when the association head is on.
-ASSOCIATION_TENSORS = ("target_instance_ids", "mrcnn_assoc")
+
+_TENSOR_SPECS = {**GRAPH_TENSORS, **ASSOCIATION_TENSORS}
 
 # Arguments of each of the five losses (and of a plain function replacing one).
 HEAD_INPUTS = {
@@ -615,7 +617,7 @@ def _graph_function(setting: str, name: str, spec: Any) -> tuple[Callable, tuple
                        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
     else:
         raise ConfigError(f"{where} is {spec!r} of type {type(spec).__name__}. {accepted}")
-    unknown = [t for t in inputs if t not in GRAPH_TENSORS]
+    unknown = [t for t in inputs if t not in GRAPH_TENSORS and t not in ASSOCIATION_TENSORS]
     if unknown or not inputs:
         raise ConfigError(f"{where} takes {', '.join(unknown) or 'no graph tensor'}. "
                           f"{accepted}")
@@ -657,7 +659,7 @@ def probe_tensors(config: Config, seed: int = 0) -> dict[str, tf.Tensor]:
             "h": int(config.MASK_SHAPE[0]), "w": int(config.MASK_SHAPE[1]), "P": 2,
             "D": int(config.ASSOCIATION_EMBEDDING_SIZE or 8)}
     tensors = {}
-    for name, spec in GRAPH_TENSORS.items():
+    for name, spec in _TENSOR_SPECS.items():
         shape = tuple(dims.get(d, d) for d in spec.shape)
         if spec.kind == "match":
             value = np.resize(np.array([1, -1, 0, -1], np.int32), shape)
@@ -691,7 +693,7 @@ def _check_scalar(where: str, function: Callable, inputs: tuple, tensors: dict) 
         raise ConfigError(f"{where}: {err}") from None
     except Exception as err:  # a user's function: report whatever it raised, with the loss
         raise ConfigError(f"{where}: calling it on tensors shaped as documented "
-                          f"({', '.join(f'{n} {GRAPH_TENSORS[n].shape}' for n in inputs)}) "
+                          f"({', '.join(f'{n} {_TENSOR_SPECS[n].shape}' for n in inputs)}) "
                           f"raised {type(err).__name__}: {err}") from err
     shape = tuple(getattr(value, "shape", ()))
     if int(np.prod(shape)) != 1:
@@ -720,6 +722,7 @@ def check_settings(config: Config) -> None:
     for name in names:
         if not isinstance(name, str) or not name.isidentifier() or name == "loss" \
                 or name.startswith("val_") or name in HEAD_INPUTS or name in GRAPH_TENSORS \
+                or name in ASSOCIATION_TENSORS \
                 or names.count(name) > 1:
             raise ConfigError(
                 f"{name!r} cannot name an extra loss or monitor: use a new identifier, not "
