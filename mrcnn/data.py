@@ -640,9 +640,9 @@ class DataGenerator(keras.utils.PyDataset):
             # Skipped units push the batch past its share; the end wraps to the start.
             unit = int(self.epoch_order[position % len(self.epoch_order)])
             image_ids = self.units[unit] if sequences else [unit]
-            if sequences:
-                # One generator state per run: its frames get the same augmentation.
-                run_seed = [self.seed, self.epoch, 1, index, position]
+            # Each frame of a run starts from the same generator state, so all of them
+            # get the same augmentation.
+            run_seed = [self.seed, self.epoch, 1, index, position]
             position += 1
             run = []
             for image_id in map(int, image_ids):

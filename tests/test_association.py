@@ -14,6 +14,7 @@ from mrcnn.data import DataGenerator, load_training_example, sequence_runs
 from mrcnn.datasets.moving_shapes import MovingShapesDataset
 from mrcnn.datasets.shapes import ShapesDataset
 from mrcnn.graph.network import build_inference_model, build_training_model
+from mrcnn.graph.targets import DetectionTargetLayer
 from mrcnn.graph.triplet import triplet_batch_hard_loss, triplet_semihard_loss
 from mrcnn.image_meta import parse_image_meta
 from mrcnn.model import MaskRCNN
@@ -267,6 +268,22 @@ def _flip_of(boxes, original, size=128):
 
 
 # ---------------------------------------------------------------- graphs
+
+def test_detection_targets_carry_the_instance_id_of_each_positive():
+    layer = DetectionTargetLayer(8, 0.5, mask_shape=(4, 4), use_mini_mask=False)
+    gt_boxes = np.array([[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0, 0, 0, 0]], np.float32)
+    proposals = np.array([[0.1, 0.1, 0.4, 0.4], [0.52, 0.5, 0.9, 0.9], [0.0, 0.6, 0.1, 0.7],
+                          [0.6, 0.0, 0.7, 0.1], [0, 0, 0, 0]], np.float32)
+    inputs = [proposals[None], np.array([[1, 2, 0]], np.int32), gt_boxes[None],
+              np.ones((1, 16, 16, 3), bool)]
+    ids = np.array([[7, 9, 0]], np.int32)
+    rois, class_ids, _, _, instance_ids = (np.asarray(t)[0] for t in layer(inputs + [ids]))
+    assert sorted(class_ids[class_ids > 0]) == [1, 2]
+    np.testing.assert_array_equal(instance_ids, np.select([class_ids == 1, class_ids == 2],
+                                                          [7, 9], 0))
+    assert len(layer(inputs)) == 4
+
+
 
 def _layers(model):
     return {name: list(zip(_classic_weight_names(layer), [tuple(w.shape) for w in layer.weights]))
