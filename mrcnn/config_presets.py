@@ -162,8 +162,10 @@ def derive_config(base: type[Config], **settings: Any) -> Config:
 
 
 def inference_config(base: type[Config], **settings: Any) -> Config:
-    """`base` set up for inference: one device, one image per batch, plus `settings`."""
-    return derive_config(base, **{"GPU_COUNT": 1, "IMAGES_PER_GPU": 1, **settings})
+    """`base` set up for inference: one device, one image per batch (so no runs of
+    SEQUENCE_FRAMES frames), plus `settings`."""
+    return derive_config(base, **{"GPU_COUNT": 1, "IMAGES_PER_GPU": 1, "SEQUENCE_FRAMES": 1,
+                                  **settings})
 
 
 def parse_settings(assignments: Sequence[str]) -> dict:

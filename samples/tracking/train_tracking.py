@@ -6,11 +6,11 @@ consecutive frames), on synthetic moving-shapes videos (mrcnn.datasets.moving_sh
 shapes that move fast, turn, cross and hide each other; each keeps its colour and size).
 Then, on held-out videos, it detects every frame once and tracks the same detections twice
 with mrcnn.track.Tracker: with the embedding term, and with mask IoU alone (the baseline,
-embedding_weight 0). Each tracker's gate (max_cost) is chosen on validation videos, the
-scores (TrackEval: IDF1, ID switches, HOTA, MOTSA, sMOTSA) are those of the test videos::
+embedding_weight 0). Each tracker's settings (gate max_cost; for the embedding tracker also
+embedding_weight) are chosen by IDF1 on validation videos, the scores (TrackEval: IDF1, ID switches, HOTA, MOTSA, sMOTSA) are those of the test videos::
 
     python samples/tracking/train_tracking.py                  # train, then evaluate
-    python samples/tracking/train_tracking.py --epochs 12      # longer
+    python samples/tracking/train_tracking.py --epochs 10      # longer
     python samples/tracking/train_tracking.py --weights logs/tracking.../mask_rcnn_tracking_0008.h5
                                                                # evaluate a trained file
     mrcnn track --config samples/tracking/train_tracking.py:TrackingConfig \\
@@ -37,26 +37,33 @@ from mrcnn import visualize  # noqa: E402  (first: it quiets TensorFlow's C++ lo
 from keras import utils  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from mrcnn.boxes import extract_bboxes  # noqa: E402
+from mrcnn.cli import loss_settings  # noqa: E402
 from mrcnn.datasets.moving_shapes import MovingShapesDataset  # noqa: E402
 from mrcnn.model import MaskRCNN  # noqa: E402
 from mrcnn.mots import disjoint_detections  # noqa: E402
 from mrcnn.track import UNTRACKED, Tracker  # noqa: E402
 from mrcnn.track_metrics import evaluate_tracks  # noqa: E402
-from samples.shapes.train_shapes import FastShapesConfig, inference_config  # noqa: E402
+from mrcnn.config_presets import inference_config  # noqa: E402
+from samples.shapes.train_shapes import FastShapesConfig  # noqa: E402
 
-# The gates tried for each tracker on the validation videos.
+# The settings tried on the validation videos: gates for both trackers, and the embedding
+# term's weight (iou_weight 1) for the embedding tracker.
 MAX_COSTS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+EMBEDDING_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 # Scores printed, in this order.
 SHOWN = ("IDF1", "IDSW", "HOTA", "AssA", "DetA", "MOTSA", "sMOTSA", "FP", "FN")
 
 
 class TrackingConfig(FastShapesConfig):
-    """The CPU shapes config with the association head, trained on runs of 4 frames."""
+    """The CPU shapes config with the association head, trained on runs of 2 frames."""
     NAME = "tracking"
     ASSOCIATION_EMBEDDING_SIZE = 32
-    # A batch of 8 = two runs of 4 consecutive frames: each object appears up to 4 times,
-    # so the triplet loss has positives.
-    SEQUENCE_FRAMES = 4
+    # A batch of 8 = four runs of 2 consecutive frames: each object appears twice, so the
+    # triplet loss has positives, and four videos keep the batch statistics varied.
+    SEQUENCE_FRAMES = 2
+    # From random weights the batch-hard loss collapsed every embedding onto one point
+    # (its loss stayed at the margin); semi-hard negatives kept them apart.
+    LOSS_FUNCTIONS = {**FastShapesConfig.LOSS_FUNCTIONS, "mrcnn_assoc_loss": "triplet_semihard"}
     IMAGES_PER_GPU = 8
     DETECTION_MIN_CONFIDENCE = 0.5
     STEPS_PER_EPOCH = 50
@@ -103,11 +110,13 @@ def ground_truth(dataset: MovingShapesDataset) -> dict:
             for video in dataset.video_ids()}
 
 
-def best_gate(detections: dict, truth: dict, embedding_weight: float) -> float:
-    """The max_cost of MAX_COSTS that gives the highest IDF1 on `truth`'s videos."""
-    idf1 = {cost: evaluate_tracks(truth, track(detections, Tracker(
-        embedding_weight=embedding_weight, max_cost=cost)))["IDF1"] for cost in MAX_COSTS}
-    return max(idf1, key=idf1.get)
+def best_settings(detections: dict, truth: dict, embedding_weights: tuple) -> dict:
+    """The Tracker settings (embedding_weight of `embedding_weights`, max_cost of
+    MAX_COSTS) with the highest IDF1 on `truth`'s videos."""
+    grid = [{"embedding_weight": w, "max_cost": c} for w in embedding_weights for c in MAX_COSTS]
+    idf1 = [evaluate_tracks(truth, track(detections, Tracker(**settings)))["IDF1"]
+            for settings in grid]
+    return grid[int(np.argmax(idf1))]
 
 
 def draw(dataset: MovingShapesDataset, video: int, tracked: dict, path: str,
@@ -135,7 +144,7 @@ def draw(dataset: MovingShapesDataset, video: int, tracked: dict, path: str,
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs")
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs")
     parser.add_argument("--steps", type=int, default=TrackingConfig.STEPS_PER_EPOCH,
                         help="steps per epoch")
     parser.add_argument("--lr", type=float, default=TrackingConfig.LEARNING_RATE,
@@ -149,6 +158,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--embedding-size", type=int,
                         default=TrackingConfig.ASSOCIATION_EMBEDDING_SIZE,
                         help="ASSOCIATION_EMBEDDING_SIZE (0: no head, IoU tracking only)")
+    parser.add_argument("--sequence-frames", type=int, default=TrackingConfig.SEQUENCE_FRAMES,
+                        help="SEQUENCE_FRAMES: consecutive frames per run in a batch")
+    parser.add_argument("--loss", action="append", default=[], metavar="NAME=SPEC",
+                        help="a loss, as 'mrcnn train --loss', e.g. "
+                             "mrcnn_assoc_loss=triplet_semihard:margin=0.5 (repeatable)")
+    parser.add_argument("--loss-weight", action="append", default=[], metavar="NAME=X",
+                        help="a loss's weight, e.g. mrcnn_assoc_loss=2 (repeatable)")
     parser.add_argument("--weights", help="evaluate this .h5 file instead of training")
     parser.add_argument("--logs", default="logs", help="log and checkpoint directory")
     parser.add_argument("--out", default="tracking.png", help="PNG of one tracked test video")
@@ -160,7 +176,9 @@ def main(argv=None) -> dict:
     class Config(TrackingConfig):
         STEPS_PER_EPOCH = args.steps
         ASSOCIATION_EMBEDDING_SIZE = args.embedding_size or None
-        SEQUENCE_FRAMES = TrackingConfig.SEQUENCE_FRAMES if args.embedding_size else 1
+        SEQUENCE_FRAMES = args.sequence_frames if args.embedding_size else 1
+    for name, value in loss_settings(Config, args.loss, weights=args.loss_weight).items():
+        setattr(Config, name, value)
     config = Config()
     size = config.IMAGE_SHAPE[0]
     train_set = videos(args.train_videos, args.frames, size, args.seed)
@@ -186,24 +204,23 @@ def main(argv=None) -> dict:
         detector, test_set)
     has_embeddings = "embeddings" in test_detections[test_set.video_ids()[0]][0]
     val_truth, test_truth = ground_truth(val_set), ground_truth(test_set)
-    trackers = {"IoU only": 0.0}
+    trackers = {"IoU only": (0.0,)}
     if has_embeddings:
-        trackers["embedding"] = 1.0
+        trackers["embedding"] = EMBEDDING_WEIGHTS
     scores, tracked = {}, {}
-    for name, embedding_weight in trackers.items():
-        gate = best_gate(val_detections, val_truth, embedding_weight)
-        tracked[name] = track(test_detections, Tracker(embedding_weight=embedding_weight,
-                                                       max_cost=gate))
-        scores[name] = {**evaluate_tracks(test_truth, tracked[name]), "max_cost": gate}
+    for name, embedding_weights in trackers.items():
+        settings = best_settings(val_detections, val_truth, embedding_weights)
+        tracked[name] = track(test_detections, Tracker(**settings))
+        scores[name] = {**evaluate_tracks(test_truth, tracked[name]), **settings}
     eval_wall, eval_cpu = time.time() - wall, cpu_seconds() - cpu
     draw(test_set, test_set.video_ids()[0], tracked, args.out)
 
     objects = sum(len(f["ids"]) for frames in test_truth.values() for f in frames)
     print(f"\n{len(test_truth)} held-out videos x {args.test_frames} frames, {objects} "
           f"objects; both trackers link the same detections ({weights})")
-    print(f"{'tracker':<12}{'max_cost':>9}" + "".join(f"{name:>8}" for name in SHOWN))
+    print(f"{'tracker':<12}{'weight':>7}{'gate':>6}" + "".join(f"{name:>8}" for name in SHOWN))
     for name, s in scores.items():
-        print(f"{name:<12}{s['max_cost']:>9.2f}" + "".join(
+        print(f"{name:<12}{s['embedding_weight']:>7.1f}{s['max_cost']:>6.2f}" + "".join(
             f"{s[k]:>8d}" if isinstance(s[k], int) else f"{s[k]:>8.3f}" for k in SHOWN))
     if not has_embeddings:
         print("the model has no association head: only the IoU tracker ran")
