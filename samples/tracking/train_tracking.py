@@ -7,7 +7,8 @@ shapes that move fast, turn, cross and hide each other; each keeps its colour an
 Then, on held-out videos, it detects every frame once and tracks the same detections twice
 with mrcnn.track.Tracker: with the embedding term, and with mask IoU alone (the baseline,
 embedding_weight 0). Each tracker's settings (gate max_cost; for the embedding tracker also
-embedding_weight) are chosen by IDF1 on validation videos, the scores (TrackEval: IDF1, ID switches, HOTA, MOTSA, sMOTSA) are those of the test videos::
+embedding_weight; for both the detection score a track needs) are chosen by IDF1 on
+validation videos, the scores (TrackEval: IDF1, ID switches, HOTA, MOTSA, sMOTSA) are those of the test videos::
 
     python samples/tracking/train_tracking.py                  # train, then evaluate
     python samples/tracking/train_tracking.py --epochs 10      # longer
@@ -50,6 +51,8 @@ from samples.shapes.train_shapes import FastShapesConfig  # noqa: E402
 # term's weight (iou_weight 1) for the embedding tracker.
 MAX_COSTS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 EMBEDDING_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
+# ... and the detection score a track needs (the detector keeps scores >= 0.1).
+MIN_SCORES = (0.2, 0.35, 0.5)
 # Scores printed, in this order.
 SHOWN = ("IDF1", "IDSW", "HOTA", "AssA", "DetA", "MOTSA", "sMOTSA", "FP", "FN")
 
@@ -112,8 +115,9 @@ def ground_truth(dataset: MovingShapesDataset) -> dict:
 
 def best_settings(detections: dict, truth: dict, embedding_weights: tuple) -> dict:
     """The Tracker settings (embedding_weight of `embedding_weights`, max_cost of
-    MAX_COSTS) with the highest IDF1 on `truth`'s videos."""
-    grid = [{"embedding_weight": w, "max_cost": c} for w in embedding_weights for c in MAX_COSTS]
+    MAX_COSTS, min_score of MIN_SCORES) with the highest IDF1 on `truth`'s videos."""
+    grid = [{"embedding_weight": w, "max_cost": c, "min_score": m}
+            for w in embedding_weights for c in MAX_COSTS for m in MIN_SCORES]
     idf1 = [evaluate_tracks(truth, track(detections, Tracker(**settings)))["IDF1"]
             for settings in grid]
     return grid[int(np.argmax(idf1))]
@@ -198,7 +202,8 @@ def main(argv=None) -> dict:
     train_wall, train_cpu = time.time() - wall, cpu_seconds() - cpu
 
     wall, cpu = time.time(), cpu_seconds()
-    detector = MaskRCNN("inference", inference_config(Config), args.logs)
+    detector = MaskRCNN("inference", inference_config(Config, DETECTION_MIN_CONFIDENCE=0.1),
+                        args.logs)
     detector.load_weights(weights)
     val_detections, test_detections = detect_videos(detector, val_set), detect_videos(
         detector, test_set)
@@ -218,9 +223,11 @@ def main(argv=None) -> dict:
     objects = sum(len(f["ids"]) for frames in test_truth.values() for f in frames)
     print(f"\n{len(test_truth)} held-out videos x {args.test_frames} frames, {objects} "
           f"objects; both trackers link the same detections ({weights})")
-    print(f"{'tracker':<12}{'weight':>7}{'gate':>6}" + "".join(f"{name:>8}" for name in SHOWN))
+    print(f"{'tracker':<12}{'weight':>7}{'gate':>6}{'score':>6}"
+          + "".join(f"{name:>8}" for name in SHOWN))
     for name, s in scores.items():
-        print(f"{name:<12}{s['embedding_weight']:>7.1f}{s['max_cost']:>6.2f}" + "".join(
+        print(f"{name:<12}{s['embedding_weight']:>7.1f}{s['max_cost']:>6.2f}"
+              f"{s['min_score']:>6.2f}" + "".join(
             f"{s[k]:>8d}" if isinstance(s[k], int) else f"{s[k]:>8.3f}" for k in SHOWN))
     if not has_embeddings:
         print("the model has no association head: only the IoU tracker ran")
