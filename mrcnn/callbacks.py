@@ -102,6 +102,9 @@ class EvaluateCallback(keras.callbacks.Callback):
         limit: evaluate the first `limit` images; None or 0 for all.
         verbose: 1 prints the values and the time each evaluation took.
 
+    An evaluation that raises (e.g. an unreadable validation image) is logged as
+    NaN values with a warning, so that the epoch's checkpoint is still written.
+
     Attributes:
         seconds: duration of the last evaluation.
     """
@@ -121,8 +124,11 @@ class EvaluateCallback(keras.callbacks.Callback):
     def evaluate(self) -> dict:
         """The four values for the detector's current weights."""
         if self._truth is None:
-            # load_mask runs once; the ground truth serves every evaluation.
-            self._truth = ground_truth(self.dataset, self.image_ids)
+            # Built once; it serves every evaluation. A dataset read from one COCO
+            # file is scored against that file (its crowds and areas), as
+            # evaluate_coco does; any other against load_mask.
+            self._truth = ground_truth(self.dataset, self.image_ids,
+                                       getattr(self.dataset, "coco_ground_truth", None))
         detections = detect_dataset(self.detector, self.dataset, self.image_ids, verbose=0)
         results = coco_results(detections, self._truth)
         stats = {t: summarize(run_cocoeval(results, self._truth, t), self._truth,
@@ -134,7 +140,16 @@ class EvaluateCallback(keras.callbacks.Callback):
             return
         start = time.perf_counter()
         copy_weights(self.model, self.detector.keras_model)
-        values = self.evaluate()
+        try:
+            values = self.evaluate()
+        except Exception as error:  # noqa: BLE001 - any failure here must not cost the epoch
+            # The epoch's checkpoint and resume state are written by the callbacks
+            # after this one: a bad validation image must not lose them.
+            warnings.warn(f"evaluation after epoch {epoch + 1} failed and is skipped "
+                          f"({type(error).__name__}: {error}); its values are logged as "
+                          "NaN and training goes on. Fix the validation dataset, or train "
+                          "without evaluate_every.", stacklevel=2)
+            values = {name: math.nan for name in EVALUATION_METRICS}
         self.seconds = time.perf_counter() - start
         if logs is not None:
             logs.update(values)
@@ -240,7 +255,7 @@ class EarlyStop(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = self.monitor.read(logs)
-        if value is None:
+        if value is None or math.isnan(value):  # NaN: a skipped evaluation
             return
         if self.monitor.improves(value):
             self.monitor.best, self.monitor.best_epoch = value, epoch + 1

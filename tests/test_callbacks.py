@@ -41,6 +41,7 @@ def small_model():
     ([0.1, 0.3, 0.2, 0.35, 0.3, 0.3], 2, 6),    # 4 improves, so 6 is two after it
     ([0.1, 0.2, 0.3, 0.4], 1, None),            # always improving
     ([0.5, None, 0.4, None, 0.4], 3, 5),        # epochs without a value still count
+    ([float("nan"), 0.2, 0.1, 0.1], 2, 4),      # a failed (NaN) first evaluation is skipped
 ])
 def test_early_stop_after_patience_epochs_without_improvement(small_model, values,
                                                               patience, stopped):

@@ -418,3 +418,51 @@ def test_no_detections_score_zero(loaded, tmp_path):
 def test_invalid_eval_type(loaded):
     with pytest.raises(ValueError, match="eval_type"):
         evaluate_coco(None, loaded[0], loaded[1], "keypoints")
+
+
+class FakeDetector(FakeModel):
+    """FakeModel with the one-layer keras_model that EvaluateCallback copies weights into."""
+
+    def __init__(self, dataset, detections, fail=False):
+        super().__init__(dataset, detections)
+        self.keras_model = one_layer_model()
+        self.fail = fail
+
+    def detect(self, images):
+        if self.fail:
+            raise OSError("cannot read image 'val/broken.jpg'")
+        return super().detect(images)
+
+
+def one_layer_model():
+    import keras
+    return keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="dense")])
+
+
+def test_training_evaluation_scores_against_the_coco_file(loaded, coco_dir):
+    from mrcnn.callbacks import EvaluateCallback
+    dataset, coco = loaded
+    assert dataset.coco_ground_truth is coco
+    detector = FakeDetector(dataset, {i: gt_detections(dataset, i) for i in dataset.image_ids})
+    callback = EvaluateCallback(detector, dataset, verbose=0)
+    assert callback.evaluate() == pytest.approx(
+        {"val_map50": 1.0, "val_map": 1.0, "val_mask_map50": 1.0, "val_mask_map": 1.0})
+    # The file's annotations, crowds included, not masks rebuilt by load_mask.
+    assert callback._truth.coco is coco
+    # Two files: no single ground truth; load_mask's is used.
+    two = CocoDataset()
+    for _ in range(2):
+        two.load_coco(coco_dir[0], "val", 2017)
+    assert two.coco_ground_truth is None
+
+
+def test_a_failed_evaluation_logs_nan_and_training_goes_on(loaded):
+    from mrcnn.callbacks import EVALUATION_METRICS, EvaluateCallback
+    dataset = loaded[0]
+    callback = EvaluateCallback(FakeDetector(dataset, {}, fail=True), dataset, verbose=0)
+    callback.set_model(one_layer_model())
+    logs = {"loss": 1.0}
+    with pytest.warns(UserWarning, match="evaluation after epoch 3 failed.*broken.jpg"):
+        callback.on_epoch_end(2, logs)
+    assert set(logs) == {"loss", *EVALUATION_METRICS}
+    assert all(np.isnan(logs[name]) for name in EVALUATION_METRICS)
