@@ -310,9 +310,10 @@ class MaskRCNN:
     def export(self, export_dir: str, class_names=None) -> str:
         """Writes a TensorFlow SavedModel doing all of detect() on one raw image.
 
-        Its ``serving_default`` signature takes uint8 ``image`` [H, W, 3] of any size and
-        returns rois, class_ids, scores, masks [H, W, N] and class_names; it loads with
-        TensorFlow alone (see mrcnn.export for the signatures).
+        Its ``serving_default`` signature takes uint8 ``image`` [H, W,
+        IMAGE_CHANNEL_COUNT] of any size and returns rois, class_ids, scores, masks
+        [H, W, N] and class_names; it loads with TensorFlow alone (see mrcnn.export for
+        the signatures).
 
         Args:
             export_dir: a new (or empty) folder.
