@@ -25,8 +25,10 @@ from mrcnn import weights as weight_files
 from mrcnn.anchors import config_anchors
 from mrcnn.boxes import denorm_boxes, norm_boxes
 from mrcnn.callbacks import training_callbacks
-from mrcnn.checkpoints import (NonFiniteLossError, StateSaver, StopOnNonFiniteLoss,
-                               TrainingRun, checkpoint_problem, non_finite_weights)
+from mrcnn.checkpoints import (RUN_TIMESTAMP, RUN_TIMESTAMP_RE, STATE_FILE,
+                               NonFiniteLossError, StateSaver, StopOnNonFiniteLoss,
+                               TrainingRun, checkpoint_file, checkpoint_problem,
+                               non_finite_weights, run_name, training_runs)
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
 from mrcnn import distribute
@@ -507,7 +509,9 @@ class MaskRCNN:
         if run.action == "skip":
             print(f"Stage {layers!r} to epoch {epochs} already done in {self.log_dir}: "
                   "skipped (resuming an interrupted run).")
-            return keras.callbacks.History()
+            history = keras.callbacks.History()
+            history.on_train_begin()  # epoch [] and history {}: nothing trained here
+            return history
         if self.epoch >= epochs:
             raise ValueError(f"The model is at epoch {self.epoch} already; epochs is the epoch "
                              f"to reach, so pass more than {self.epoch}.")
@@ -647,17 +651,17 @@ class MaskRCNN:
         """
         self.epoch = 0
         now = datetime.datetime.now()
-        name = (self.config.NAME or "mrcnn").lower()
+        name = run_name(self.config)
         if model_path:
-            pattern = (r".*[/\\]" + re.escape(name) +
-                       r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask_rcnn_[\w-]+_(\d{4})\.h5$")
+            pattern = (r".*[/\\]" + re.escape(name) + RUN_TIMESTAMP_RE +
+                       r"[/\\]mask_rcnn_[\w-]+_(\d{4})\.h5$")
             match = re.match(pattern, model_path)
             if match:
                 now = datetime.datetime(*map(int, match.groups()[:5]))
                 self.epoch = int(match.group(6))
-        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
+        self.log_dir = os.path.join(self.model_dir, f"{name}{now:{RUN_TIMESTAMP}}")
         # Keras fills in {epoch}; the 4 digits keep checkpoints sorted by name.
-        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+        self.checkpoint_path = os.path.join(self.log_dir, checkpoint_file(name, "{epoch:04d}"))
 
     def find_last(self) -> str:
         """Path of the last sound checkpoint of the last training run of this config.
@@ -668,9 +672,8 @@ class MaskRCNN:
         Raises:
             FileNotFoundError: no run or no sound checkpoint in model_dir.
         """
-        name = (self.config.NAME or "mrcnn").lower()
-        runs = sorted(d for d in glob.glob(os.path.join(self.model_dir, name + "*"))
-                      if os.path.isdir(d))
+        name = run_name(self.config)
+        runs = training_runs(self.model_dir, name)
         if not runs:
             raise FileNotFoundError(
                 f"No training run of {name!r} in {self.model_dir!r}: expected a directory "
@@ -679,7 +682,11 @@ class MaskRCNN:
         checkpoints = sorted(p for p in glob.glob(os.path.join(runs[-1], "mask_rcnn*.h5"))
                              if re.search(r"_\d{4}\.h5$", p))
         if not checkpoints:
-            raise FileNotFoundError(f"No checkpoint mask_rcnn*.h5 in {runs[-1]!r}.")
+            interrupted = os.path.isfile(os.path.join(runs[-1], STATE_FILE))
+            raise FileNotFoundError(
+                f"No checkpoint mask_rcnn*.h5 in {runs[-1]!r}." + (
+                    " It holds the training state of a run interrupted in its first epoch: "
+                    "call the same train() again to resume it." if interrupted else ""))
         rejected = []
         for path in reversed(checkpoints):
             problem = checkpoint_problem(path)
