@@ -466,3 +466,21 @@ def test_a_failed_evaluation_logs_nan_and_training_goes_on(loaded):
         callback.on_epoch_end(2, logs)
     assert set(logs) == {"loss", *EVALUATION_METRICS}
     assert all(np.isnan(logs[name]) for name in EVALUATION_METRICS)
+
+
+def test_mask_scoring_sizes_detections_by_their_mask_area(loaded):
+    from mrcnn.evaluation import ImageDetections, coco_results, ground_truth, run_cocoeval
+    dataset = loaded[0]
+    truth = ground_truth(dataset, [0], loaded[1])
+    masks, class_ids = dataset.load_mask(0)
+    height, width = masks.shape[:2]
+    small = np.zeros((height, width, 1), bool)
+    small[2:6, 2:6] = True  # 16 pixels inside a box of the whole image
+    detection = ImageDetections.from_result(0, {
+        "rois": np.array([[0, 0, height, width]]), "class_ids": class_ids[class_ids > 0][:1],
+        "scores": np.array([0.9], np.float32), "masks": small})
+    results = coco_results([detection], truth)
+    (mask_result,) = run_cocoeval(results, truth, "segm").cocoDt.anns.values()
+    (box_result,) = run_cocoeval(results, truth, "bbox").cocoDt.anns.values()
+    assert mask_result["area"] == 16  # in the "small" range, as its mask is
+    assert box_result["area"] == height * width
