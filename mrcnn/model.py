@@ -44,13 +44,14 @@ from mrcnn.resources import WEIGHTS_DIR
 # modellib.data_generator, the layer classes, ...), for classic code; see mrcnn.classic.
 from mrcnn.classic import (  # noqa: F401  (re-exported)
     BatchNorm, DetectionLayer, DetectionTargetLayer, ProposalLayer, PyramidROIAlign,
-    apply_box_deltas_graph, batch_slice, build_detection_targets, build_fpn_mask_graph,
-    build_rpn_model, build_rpn_targets, clip_boxes_graph, compute_backbone_shapes,
-    data_generator, denorm_boxes_graph,
-    fpn_classifier_graph, generate_random_rois, load_image_gt, log, log2_graph,
+    apply_box_deltas_graph, batch_pack_graph, batch_slice, build_detection_targets,
+    build_fpn_mask_graph, build_rpn_model, build_rpn_targets, clip_boxes_graph,
+    compute_backbone_shapes, conv_block, data_generator, denorm_boxes_graph,
+    fpn_classifier_graph, generate_random_rois, identity_block, load_image_gt, log, log2_graph,
     mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph, norm_boxes_graph,
     overlaps_graph, parse_image_meta, parse_image_meta_graph, resnet_graph, rpn_bbox_loss_graph,
-    rpn_class_loss_graph, rpn_graph, trim_zeros_graph, unmold_image)
+    refine_detections_graph, rpn_class_loss_graph, rpn_graph, smooth_l1_loss,
+    trim_zeros_graph, unmold_image)
 
 # The classic `layers` presets of train(): regexes over the layer names.
 LAYER_PRESETS = {
