@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 
 from mrcnn import weights as weight_files
+from mrcnn.checkpoints import non_finite_weights
 from mrcnn.evaluation import (coco_results, detect_dataset, ground_truth, run_cocoeval,
                               summarize)
 
@@ -216,6 +217,9 @@ class BestCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = self.monitor.read(logs)
         if value is None or not self.monitor.improves(value):
+            return
+        if non_finite_weights(self.model):
+            # Never the best: the epoch checkpoint after this callback stops the run.
             return
         self.monitor.best, self.monitor.best_epoch = value, epoch + 1
         weight_files.save_weights(self.model, self.path)

@@ -24,6 +24,7 @@ import tensorflow as tf
 from mrcnn import weights as weight_files
 from mrcnn.anchors import config_anchors
 from mrcnn.boxes import denorm_boxes, norm_boxes
+from mrcnn.augmentation import augmentation_kind
 from mrcnn.callbacks import training_callbacks
 from mrcnn.checkpoints import (RUN_TIMESTAMP, RUN_TIMESTAMP_RE, STATE_FILE,
                                NonFiniteLossError, StateSaver, StopOnNonFiniteLoss,
@@ -505,6 +506,8 @@ class MaskRCNN:
             raise RuntimeError("train() needs a model created with mode='training'.")
         layer_regex = LAYER_PRESETS.get(layers, layers)
         self._check_training(train_dataset, val_dataset, layers, layer_regex)
+        if augmentation is not None:
+            augmentation_kind(augmentation)  # TypeError now, not at the first batch
         run = TrainingRun(self, {"layers": layers, "learning_rate": float(learning_rate),
                                  "epochs": int(epochs)}, resume)
         if run.action == "skip":

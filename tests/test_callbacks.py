@@ -79,6 +79,14 @@ def test_best_checkpoint_is_the_argmax_of_the_monitored_value(small_model, tmp_p
     assert json.loads((tmp_path / "mask_rcnn_x_best.json").read_text()) == record
 
 
+def test_non_finite_weights_are_never_the_best_checkpoint(small_model, tmp_path):
+    best = callbacks.BestCheckpoint(str(tmp_path / "b.h5"), "val_mask_map50", verbose=0)
+    best.set_model(small_model)
+    small_model.layers[-1].kernel.assign(np.full((2, 1), np.nan))
+    best.on_epoch_end(0, {"val_mask_map50": 0.3})  # the first value: it would be the best
+    assert not (tmp_path / "b.h5").exists() and best.monitor.best is None
+
+
 def test_a_value_that_is_never_logged_warns(small_model, tmp_path):
     best = callbacks.BestCheckpoint(str(tmp_path / "b.h5"), "val_mAP", verbose=0)
     with pytest.warns(UserWarning, match=r"'val_mAP' is not logged; logged: loss, val_mAP50"):

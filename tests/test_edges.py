@@ -161,6 +161,16 @@ def test_resize_modes_that_cannot_batch_are_refused(trainee, small_shapes, mode)
     _assert_nothing_written(trainee, before)
 
 
+def test_an_augmenter_class_is_refused_before_the_first_step(trainee, small_shapes):
+    from mrcnn.data import Augmenter
+    before = _weights(trainee)
+    with pytest.raises(TypeError, match=r"the class Augmenter.*e\.g\. Augmenter\(\)"):
+        trainee.train(small_shapes, small_shapes, 0.001, 1, "heads", augmentation=Augmenter)
+    with pytest.raises(TypeError, match="is not an augmenter"):
+        trainee.train(small_shapes, small_shapes, 0.001, 1, "heads", augmentation="fliplr")
+    _assert_nothing_written(trainee, before)
+
+
 def test_layers_regex_matching_nothing_is_refused(trainee, small_shapes):
     trainable = [layer.trainable for layer in trainee.keras_model.layers]
     with pytest.raises(ValueError, match=r"layers='rpn\.\*x' matches no weighted layer"):
