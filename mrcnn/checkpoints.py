@@ -29,6 +29,8 @@ import h5py
 import keras
 import numpy as np
 
+from mrcnn.distribute import is_chief
+
 __all__ = ["STATE_FILE", "NonFiniteLossError", "StopOnNonFiniteLoss", "TrainingRun",
            "StateSaver", "non_finite_weights", "checkpoint_problem", "config_fingerprint"]
 
@@ -283,7 +285,13 @@ class TrainingRun:
 
     def save(self, keras_model: keras.Model, epoch: int, step: int, seed: int,
              running: bool = True) -> bool:
-        """Writes the state: weights, optimizer, position. False if weights are not finite."""
+        """Writes the state: weights, optimizer, position. False if weights are not finite.
+
+        Under a multi-worker strategy only the chief writes (the other workers hold the
+        same weights); the others write nothing and return True.
+        """
+        if not is_chief(self.model.strategy):
+            return True
         # A finished run keeps only its record: its weights are in the .h5 checkpoints.
         weights = [w.numpy() for w in keras_model.weights] if running else []
         if not all(np.isfinite(w).all() for w in weights):

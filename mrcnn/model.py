@@ -524,13 +524,17 @@ class MaskRCNN:
                                       augmentation=augmentation,
                                       no_augmentation_sources=no_augmentation_sources,
                                       steps_per_epoch=self.config.STEPS_PER_EPOCH,
-                                      workers=workers, seed=run.seed)
+                                      workers=workers,
+                                      seed=distribute.shared_seed(self.strategy, run.seed))
         # The epoch's batches are those an uninterrupted run would draw.
         train_batches.start_at(self.epoch, run.step)
         val_batches = DataGenerator(val_dataset, self.config, shuffle=True,
                                     steps_per_epoch=self.config.VALIDATION_STEPS,
-                                    workers=workers)
-        os.makedirs(self.log_dir, exist_ok=True)
+                                    workers=workers,
+                                    seed=distribute.shared_seed(self.strategy, None))
+        chief = is_chief(self.strategy)
+        if chief:
+            os.makedirs(self.log_dir, exist_ok=True)
         steps = self.config.STEPS_PER_EPOCH
         stop_on_nan = StopOnNonFiniteLoss(steps, run.step)
         saver = StateSaver(run, self.config.TRAIN_STATE_STEPS, run.step)
@@ -538,7 +542,7 @@ class MaskRCNN:
         writers = ([keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
                                                 write_graph=False),
                     ClassicCheckpoint(self.checkpoint_path), saver]
-                   if is_chief(self.strategy) else [])
+                   if chief else [])
         callbacks = [stop_on_nan] + writers + list(custom_callbacks or [])
         # The evaluation writes into the epoch's logs: it runs before the others read them.
         callbacks = training_callbacks(self, val_dataset, evaluate_every, evaluate_limit,
@@ -553,8 +557,9 @@ class MaskRCNN:
         if verbose is None:
             verbose = 1 if sys.stdout.isatty() else 2
         fit = functools.partial(
-            self.keras_model.fit, train_batches, callbacks=callbacks,
-            validation_data=val_batches, validation_steps=self.config.VALIDATION_STEPS,
+            self.keras_model.fit, distribute.fit_batches(self.strategy, train_batches),
+            callbacks=callbacks,
+            validation_data=distribute.fit_batches(self.strategy, val_batches), validation_steps=self.config.VALIDATION_STEPS,
             # The generators reshuffle themselves, reproducibly; Keras's own
             # shuffle of batch indices would use Python's global random state.
             shuffle=False, verbose=verbose)

@@ -6,6 +6,7 @@ a Config; the layers it builds take plain arguments.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import keras
@@ -15,12 +16,14 @@ from keras import layers
 from mrcnn import losses as loss_choices
 from mrcnn.anchors import anchor_settings
 from mrcnn.config import IMAGE_DIVISOR, Config, divisible_size
+from mrcnn.distribute import MultiWorkerSteps
 from mrcnn.graph import losses
 from mrcnn.graph.backbone import resnet_graph
 from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
 from mrcnn.graph.fpn import fpn_graph
 from mrcnn.graph.heads import classifier_head, mask_head
-from mrcnn.graph.layers import ImageMetaField, NormalizeBoxes, PadRows, PyramidAnchors
+from mrcnn.graph.layers import (ImageMetaField, NormalizeBoxes, PadRows, PyramidAnchors,
+                                synchronized_batch_norm)
 from mrcnn.graph.precision import FLOAT32, config_policy
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.rpn import build_rpn_model
@@ -29,6 +32,16 @@ from mrcnn.weights import ClassicWeightsModel
 
 # Weights that weight decay leaves alone: BatchNorm's scale and offset.
 NO_DECAY = re.compile(r"(gamma|beta)$")
+
+
+def config_batch_norm(build):
+    """Decorates a graph builder ``build(config, ...)`` so that its BatchNorm layers
+    synchronize their batch statistics across replicas when SYNC_BATCH_NORM is set."""
+    @functools.wraps(build)
+    def build_with_batch_norm(config, *args, **kwargs):
+        with synchronized_batch_norm(config.SYNC_BATCH_NORM):
+            return build(config, *args, **kwargs)
+    return build_with_batch_norm
 
 
 def check_image_shape(config: Config) -> None:
@@ -81,6 +94,7 @@ def region_proposals(feature_maps, config: Config):
 
 
 @config_policy
+@config_batch_norm
 def build_inference_model(config: Config) -> keras.Model:
     """The inference graph.
 
@@ -123,7 +137,7 @@ def build_inference_model(config: Config) -> keras.Model:
                                 rpn_class, rpn_bbox], name="mask_rcnn")
 
 
-class TrainingModel(ClassicWeightsModel):
+class TrainingModel(MultiWorkerSteps, ClassicWeightsModel):
     """The training graph, whose loss adds the classic L2 weight decay.
 
     The loss is the weighted sum of the loss layers' outputs (the five named
@@ -157,6 +171,7 @@ class TrainingModel(ClassicWeightsModel):
 
 
 @config_policy
+@config_batch_norm
 def build_training_model(config: Config) -> keras.Model:
     """The training graph.
 
