@@ -288,7 +288,8 @@ def best_record(model: MaskRCNN) -> dict | None:
 
 def training_callbacks(model: MaskRCNN, val_dataset: Dataset,
                        evaluate_every: int | None = None, evaluate_limit: int | None = None,
-                       early_stop: int | None = None, monitor: str | None = None) -> list:
+                       early_stop: int | None = None, monitor: str | None = None,
+                       writer: bool = True) -> list:
     """The callbacks for ``MaskRCNN.train``'s keywords, in the order they must run.
 
     Args:
@@ -300,6 +301,9 @@ def training_callbacks(model: MaskRCNN, val_dataset: Dataset,
         monitor: the value that picks the best checkpoint and stops early; default
             "val_mask_map50" with evaluation, else "val_loss". Giving any of
             `evaluate_every`, `early_stop`, `monitor` keeps the best checkpoint.
+        writer: False on the non-chief workers of a multi-worker run: no best
+            checkpoint (they still evaluate and stop early, as the chief does, so that
+            every worker runs the same steps).
 
     Returns:
         [EvaluateCallback?, BestCheckpoint?, EarlyStop?], empty without keywords.
@@ -319,7 +323,8 @@ def training_callbacks(model: MaskRCNN, val_dataset: Dataset,
     if evaluating:
         callbacks.append(EvaluateCallback(inference_twin(model), val_dataset, evaluate_every,
                                           evaluate_limit))
-    callbacks.append(BestCheckpoint(best_checkpoint_path(model), monitor))
+    if writer:
+        callbacks.append(BestCheckpoint(best_checkpoint_path(model), monitor))
     if early_stop is not None:
         callbacks.append(EarlyStop(monitor, early_stop))
     return callbacks

@@ -279,7 +279,10 @@ class TrainingRun:
         if self._optimizer_values is None:
             return
         optimizer = keras_model.optimizer
-        optimizer.build(keras_model.trainable_variables)
+        # Under a strategy the optimizer's slots are created beside the mirrored weights,
+        # which TensorFlow allows only inside its scope.
+        with self.model.strategy.scope():
+            optimizer.build(keras_model.trainable_variables)
         _assign(optimizer.variables, self._optimizer_values, self.path)
         self._optimizer_values = None
 

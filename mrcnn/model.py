@@ -546,7 +546,7 @@ class MaskRCNN:
         callbacks = [stop_on_nan] + writers + list(custom_callbacks or [])
         # The evaluation writes into the epoch's logs: it runs before the others read them.
         callbacks = training_callbacks(self, val_dataset, evaluate_every, evaluate_limit,
-                                       early_stop, monitor) + callbacks
+                                       early_stop, monitor, writer=chief) + callbacks
         start = f"step {run.step} of epoch {self.epoch + 1}" if run.step else f"epoch {self.epoch}"
         print(f"{'Resuming' if run.action == 'resume' else 'Starting'} at {start}. "
               f"LR={learning_rate}\nCheckpoint path: {self.checkpoint_path}")

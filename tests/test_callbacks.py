@@ -102,6 +102,9 @@ def test_training_callbacks_checks_the_monitor(tiny_config_class, tmp_path):
     (best, stop) = callbacks.training_callbacks(model, None, early_stop=3)
     assert best.monitor.name == stop.monitor.name == "val_loss"
     assert best.path == str(tmp_path / "mask_rcnn_t_best.h5") and stop.patience == 3
+    # A non-chief worker stops early as the chief does but writes no best checkpoint.
+    (only_stop,) = callbacks.training_callbacks(model, None, early_stop=3, writer=False)
+    assert isinstance(only_stop, callbacks.EarlyStop)
     with pytest.raises(ValueError, match="patience"):
         callbacks.training_callbacks(model, None, early_stop=0)
 

@@ -345,10 +345,12 @@ class _FakeTrainee:
     """What TrainingRun reads of a MaskRCNN: config, folders, weights, set_log_dir."""
     set_log_dir = MaskRCNN.set_log_dir
 
-    def __init__(self, model_dir, value):
+    def __init__(self, model_dir, value, strategy=None):
         self.config, self.model_dir, self.epoch = EdgeConfig(), str(model_dir), 0
-        self.keras_model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-        self.keras_model.compile(optimizer="sgd")
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.keras_model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+            self.keras_model.compile(optimizer=keras.optimizers.SGD(momentum=0.9))
         for weight in self.keras_model.weights:
             weight.assign(np.full(weight.shape, value, np.float32))
         self.set_log_dir()
@@ -369,3 +371,28 @@ def test_a_crash_after_the_stages_last_save_resumes_as_a_finished_stage(tmp_path
         np.testing.assert_array_equal(weight.numpy(), 1.0)
     # The next stage of the script continues the same run.
     assert again._run_stages == (first.log_dir, [stage])
+
+
+def test_resuming_under_a_strategy_restores_the_optimizer_state(tmp_path):
+    from mrcnn.checkpoints import TrainingRun
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    stage = {"layers": "all", "learning_rate": 0.01, "epochs": 3}
+    first = _FakeTrainee(tmp_path, 1.0, strategy)
+    optimizer = first.keras_model.optimizer
+    with strategy.scope():
+        optimizer.build(first.keras_model.trainable_variables)
+    for slot in optimizer.variables:
+        slot.assign(np.full(slot.shape, 3 if "int" in slot.dtype else 0.25, slot.dtype))
+    run = TrainingRun(first, stage, resume=False)
+    run.begin(first.keras_model, seed=7)
+    run.save(first.keras_model, 1, 2, 7)  # mid-epoch; then killed
+    again = _FakeTrainee(tmp_path, 5.0, strategy)
+    rerun = TrainingRun(again, stage)
+    assert (rerun.action, rerun.epoch, rerun.step) == ("resume", 1, 2)
+    # The momentum slots are built beside the mirrored weights: only inside the scope.
+    rerun.restore_optimizer(again.keras_model)
+    saved = [v.numpy() for v in optimizer.variables]
+    restored = [v.numpy() for v in again.keras_model.optimizer.variables]
+    assert len(restored) == len(saved) > 1
+    for a, b in zip(restored, saved):
+        np.testing.assert_array_equal(a, b)
