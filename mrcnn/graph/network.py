@@ -180,8 +180,8 @@ def build_training_model(config: Config) -> keras.Model:
     Outputs, in the classic order: rpn_class_logits, rpn_class, rpn_bbox,
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
     output_rois, then the five losses (as LOSS_FUNCTIONS chooses; then
-    mrcnn_assoc_loss with the association head) and the EXTRA_LOSSES, each a named LossLayer, then the TRAINING_METRICS, each a
-    named MonitorLayer.
+    mrcnn_assoc_loss with the association head) and the EXTRA_LOSSES, each a
+    named LossLayer, then the TRAINING_METRICS, each a named MonitorLayer.
     """
     check_image_shape(config)
     if not config.USE_RPN_ROIS:
