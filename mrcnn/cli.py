@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Sequence
 
 # Short local name: presets and config loading are used throughout the commands.
 from mrcnn import config_presets as configs
-from mrcnn.config import LOSS_NAMES
+from mrcnn.config import ASSOCIATION_LOSS, LOSS_NAMES
 from mrcnn.inference import collect_images, detect_files, evaluate, read_image
 from mrcnn.resources import (COCO_WEIGHTS_FILE, category_ids, coco_root_splits, json_source,
                              load_coco_dataset, weights_file)
@@ -303,7 +303,8 @@ def loss_settings(config: Config | type[Config], losses: Sequence[str] = (),
                                     "--metric": "--metric mask_iou",
                                     "--loss-weight": "--loss-weight mrcnn_mask_loss=2"}[flag])
             if flag == "--loss":
-                setting = "LOSS_FUNCTIONS" if name in LOSS_NAMES else "EXTRA_LOSSES"
+                named = LOSS_NAMES + (ASSOCIATION_LOSS,)
+                setting = "LOSS_FUNCTIONS" if name in named else "EXTRA_LOSSES"
                 settings[setting][name] = spec
             elif flag == "--metric":
                 settings["TRAINING_METRICS"][name] = spec or name
@@ -502,8 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     group = train.add_argument_group("losses and monitors (see the README's 'Losses' section)")
     group.add_argument("--loss", action="append", default=[], metavar="NAME=SPEC",
                        help="a head's loss (NAME rpn_class_loss, rpn_bbox_loss, "
-                            "mrcnn_class_loss, mrcnn_bbox_loss or mrcnn_mask_loss; SPEC "
-                            "classic, focal, class_weighted, smooth_l1, dice or bce_dice, "
+                            "mrcnn_class_loss, mrcnn_bbox_loss, mrcnn_mask_loss or, with "
+                            "ASSOCIATION_EMBEDDING_SIZE, mrcnn_assoc_loss; SPEC "
+                            "classic, focal, class_weighted, smooth_l1, dice, bce_dice, "
+                            "triplet_semihard or triplet_batch_hard, "
                             "with hyper-parameters as focal:gamma=2,alpha=0.25, or "
                             "package.module:name), or a new loss term (a new NAME; SPEC "
                             "package.module:function or file.py:function whose parameters "

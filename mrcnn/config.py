@@ -23,6 +23,8 @@ from mrcnn.image_meta import meta_size
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss",
               "mrcnn_bbox_loss", "mrcnn_mask_loss")
+# The association head's loss (only with ASSOCIATION_EMBEDDING_SIZE).
+ASSOCIATION_LOSS = "mrcnn_assoc_loss"
 OPTIMIZERS = ("sgd", "adam")
 BUILTIN_BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 # Keras dtype policies of MIXED_PRECISION (None: float32, or the global policy you set).
@@ -40,6 +42,12 @@ def divisible_size(size: int) -> int:
 
 class ConfigError(ValueError):
     """Settings that cannot work together."""
+
+
+def loss_names(config: "Config") -> tuple:
+    """The named losses of the model ``config`` builds: LOSS_NAMES, then
+    ASSOCIATION_LOSS when ASSOCIATION_EMBEDDING_SIZE turns the head on."""
+    return LOSS_NAMES + ((ASSOCIATION_LOSS,) if config.ASSOCIATION_EMBEDDING_SIZE else ())
 
 
 class Config:
@@ -167,6 +175,15 @@ class Config:
     # graph tensors, or built-ins by name ("roi_accuracy", "mask_iou", "positive_fraction").
     TRAINING_METRICS = {}
 
+    # Association head (tracking instances across frames, see mrcnn/graph/association.py):
+    # None = off; D > 0 adds a head giving every detection an L2-normalized embedding of
+    # size D, trained by LOSS_FUNCTIONS["mrcnn_assoc_loss"] (default "triplet_batch_hard",
+    # or "triplet_semihard") on the datasets' load_instance_ids.
+    ASSOCIATION_EMBEDDING_SIZE = None
+    # Consecutive frames of one sequence (image_info "video" / "frame") per run in a
+    # training batch; 1 = independent images. BATCH_SIZE must be a multiple of it.
+    SEQUENCE_FRAMES = 1
+
     # True: the heads train on the RPN's proposals. False: on ROIs given as input.
     USE_RPN_ROIS = True
 
@@ -266,10 +283,24 @@ class Config:
                     name == "TRAINING_METRICS" and isinstance(value, (list, tuple))):
                 fail(name, f"is {value!r}", "Use a dict from names to losses or functions "
                      "(TRAINING_METRICS also takes a list of built-in monitor names).")
-        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES) - set(self.EXTRA_LOSSES)
+        size = self.ASSOCIATION_EMBEDDING_SIZE
+        if size is not None and (not isinstance(size, (int, np.integer))
+                                 or isinstance(size, bool) or size < 1):
+            fail("ASSOCIATION_EMBEDDING_SIZE", f"is {size!r}",
+                 "Use None (no association head) or a positive integer, e.g. 128.")
+        frames = self.SEQUENCE_FRAMES
+        if not isinstance(frames, (int, np.integer)) or isinstance(frames, bool) or frames < 1:
+            fail("SEQUENCE_FRAMES", f"is {frames!r}", "Use a positive integer (1: no sequences).")
+        if self.BATCH_SIZE % frames:
+            fail("SEQUENCE_FRAMES", f"({frames}) does not divide BATCH_SIZE ({self.BATCH_SIZE} "
+                 f"= IMAGES_PER_GPU x GPU_COUNT), so a batch cannot hold whole runs of frames",
+                 "Make IMAGES_PER_GPU x GPU_COUNT a multiple of SEQUENCE_FRAMES.")
+        unknown = set(self.LOSS_WEIGHTS) - set(loss_names(self)) - set(self.EXTRA_LOSSES)
         if unknown:
             fail("LOSS_WEIGHTS", f"names unknown losses {sorted(unknown)}",
-                 f"Use the names {', '.join(LOSS_NAMES)} or those of EXTRA_LOSSES.")
+                 f"Use the names {', '.join(loss_names(self))} or those of EXTRA_LOSSES"
+                 + (" (mrcnn_assoc_loss needs ASSOCIATION_EMBEDDING_SIZE)"
+                    if ASSOCIATION_LOSS in unknown else "") + ".")
         if self.LOSS_FUNCTIONS or self.EXTRA_LOSSES or self.TRAINING_METRICS:
             # Checking a loss means calling it: only then is TensorFlow imported.
             from mrcnn.losses import check_settings

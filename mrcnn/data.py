@@ -33,7 +33,8 @@ from mrcnn.images import (compose_image_meta, minimize_mask, mold_image, resize_
                           resize_mask)
 
 __all__ = ["Augmenter", "AugmentationError", "TrainingExample", "load_image_gt",
-           "build_rpn_targets", "load_training_example", "DataGenerator"]
+           "build_rpn_targets", "load_training_example", "check_instance_ids", "sequence_runs",
+           "DataGenerator"]
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,13 @@ def load_image_gt(dataset, config, image_id: int, augmentation: AugmentFn | None
             are not [H, W, N] of the image's size with one class id each, or a class id
             (sign aside, for crowds) is outside 1..NUM_CLASSES-1.
     """
+    return _load_ground_truth(dataset, config, image_id, augmentation, use_mini_mask, rng)[:5]
+
+
+def _load_ground_truth(dataset, config, image_id: int, augmentation: AugmentFn | None,
+                       use_mini_mask: bool | None, rng: np.random.Generator | None):
+    """:func:`load_image_gt`'s five values, then kept: bool [N0], True for the
+    instances of ``load_mask`` (N0 of them) that are returned."""
     if use_mini_mask is None:
         use_mini_mask = config.USE_MINI_MASK
     path = dataset.image_info[image_id].get("path")
@@ -226,7 +234,7 @@ def load_image_gt(dataset, config, image_id: int, augmentation: AugmentFn | None
         masks = minimize_mask(bbox, masks, config.MINI_MASK_SHAPE)
     image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale,
                                     active_class_ids)
-    return image, image_meta, class_ids, bbox, masks
+    return image, image_meta, class_ids, bbox, masks, keep
 
 
 def _check_ground_truth(name: str, image_shape: tuple, masks: np.ndarray,
@@ -333,6 +341,8 @@ class TrainingExample(NamedTuple):
     gt_class_ids: np.ndarray
     gt_boxes: np.ndarray
     gt_masks: np.ndarray
+    # Only with ASSOCIATION_EMBEDDING_SIZE (the association head): int32 [G].
+    gt_instance_ids: np.ndarray | None = None
 
 
 def load_training_example(dataset, config, image_id: int, anchors: np.ndarray,
@@ -355,17 +365,26 @@ def load_training_example(dataset, config, image_id: int, anchors: np.ndarray,
         rpn_match: int32 [A]; rpn_bbox: float32 [R, 4] (see :func:`build_rpn_targets`,
         computed from all the instances);
         gt_class_ids: int32 [G]; gt_boxes: float32 [G, (y1, x1, y2, x2)] in pixels;
-        gt_masks: bool [mh, mw, G]. Instances beyond ``MAX_GT_INSTANCES`` are dropped at
-        random; the rest of the slots are zero.
+        gt_masks: bool [mh, mw, G]; with ``ASSOCIATION_EMBEDDING_SIZE``,
+        gt_instance_ids: int32 [G] from ``dataset.load_instance_ids`` (else None).
+        Instances beyond ``MAX_GT_INSTANCES`` are dropped at random; the rest of the
+        slots are zero.
+
+    Raises:
+        ValueError: as :func:`load_image_gt`, and with the association head on, a
+            dataset whose ``load_instance_ids`` gives None or not one id >= 1 per mask.
     """
-    image, image_meta, class_ids, boxes, masks = load_image_gt(
-        dataset, config, image_id, augmentation=augmentation, rng=rng)
+    image, image_meta, class_ids, boxes, masks, kept = _load_ground_truth(
+        dataset, config, image_id, augmentation, None, rng)
     rpn_match, rpn_bbox = build_rpn_targets(anchors, class_ids, boxes, config, rng=rng)
+    instance_ids = (_instance_ids(dataset, image_id, len(kept))[kept]
+                    if config.ASSOCIATION_EMBEDDING_SIZE else None)
 
     max_instances = config.MAX_GT_INSTANCES
     if len(class_ids) > max_instances:
         keep = rng.choice(len(class_ids), max_instances, replace=False)
         class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[:, :, keep]
+        instance_ids = None if instance_ids is None else instance_ids[keep]
     count = len(class_ids)
     gt_class_ids = np.zeros(max_instances, dtype=np.int32)
     gt_boxes = np.zeros((max_instances, 4), dtype=np.float32)
@@ -373,9 +392,86 @@ def load_training_example(dataset, config, image_id: int, anchors: np.ndarray,
     gt_class_ids[:count] = class_ids
     gt_boxes[:count] = boxes
     gt_masks[:, :, :count] = masks
+    gt_instance_ids = None
+    if instance_ids is not None:
+        gt_instance_ids = np.zeros(max_instances, dtype=np.int32)
+        gt_instance_ids[:count] = instance_ids
     return TrainingExample(mold_image(image, config).astype(np.float32),
                            image_meta.astype(np.float32), rpn_match, rpn_bbox,
-                           gt_class_ids, gt_boxes, gt_masks)
+                           gt_class_ids, gt_boxes, gt_masks, gt_instance_ids)
+
+
+def _instance_ids(dataset, image_id: int, count: int) -> np.ndarray:
+    """int32 [count] ``dataset.load_instance_ids(image_id)``, checked: one id >= 1 for
+    each of load_mask's ``count`` instances."""
+    ids = dataset.load_instance_ids(image_id)
+    name = f"{type(dataset).__name__} image {image_id}"
+    if ids is None:
+        raise ValueError(
+            f"{name}: ASSOCIATION_EMBEDDING_SIZE is set but load_instance_ids() returned None "
+            "(the Dataset default): the association head trains on instance identities. "
+            "Override load_instance_ids(image_id) to return an int array [N] of ids >= 1 "
+            "aligned with load_mask()'s instances, or set ASSOCIATION_EMBEDDING_SIZE = None.")
+    ids = np.asarray(ids)
+    if ids.shape != (count,) or not np.issubdtype(ids.dtype, np.integer) or np.any(ids < 1):
+        raise ValueError(f"{name}: load_instance_ids() gave {ids!r} for {count} masks; give "
+                         "one integer id >= 1 per instance of load_mask(), in its order")
+    return ids.astype(np.int32)
+
+
+def check_instance_ids(dataset, image_id: int) -> np.ndarray:
+    """The instance ids of an image, checked as the association head's training needs them.
+
+    Returns:
+        int32 [N] ``dataset.load_instance_ids(image_id)``.
+
+    Raises:
+        ValueError: None (the dataset has no identities), or not one id >= 1 per
+            instance of ``load_mask``; the message names the fix.
+    """
+    return _instance_ids(dataset, image_id, len(np.asarray(dataset.load_mask(image_id)[1])))
+
+
+def sequence_runs(dataset, frames: int) -> np.ndarray:
+    """Every run of ``frames`` consecutive frames of one sequence: the units of
+    ``SEQUENCE_FRAMES`` batching.
+
+    A sequence is the images of one ``(source, image_info["video"])``; its frames
+    are ordered by ``image_info["frame"]``. Runs overlap: a sequence of F frames
+    gives F - frames + 1 of them.
+
+    Args:
+        dataset: a prepared ``Dataset`` whose image_info entries have "video" and
+            "frame" keys.
+        frames: frames per run (>= 1).
+
+    Returns:
+        int [runs, frames] image ids, sequence by sequence in dataset order.
+
+    Raises:
+        ValueError: an image without "video" / "frame", or no sequence as long as
+            ``frames``.
+    """
+    sequences: dict = {}
+    for image_id in dataset.image_ids:
+        info = dataset.image_info[image_id]
+        if "video" not in info or "frame" not in info:
+            raise ValueError(
+                f"SEQUENCE_FRAMES = {frames} batches consecutive frames, but image "
+                f"{image_id} ({dataset.image_reference(image_id)}) has no 'video' and 'frame' "
+                "in its image_info: pass video=..., frame=... to add_image(), or set "
+                "SEQUENCE_FRAMES = 1")
+        sequences.setdefault((info["source"], info["video"]), []).append(
+            (info["frame"], int(image_id)))
+    runs = []
+    for members in sequences.values():
+        ids = [image_id for _, image_id in sorted(members)]
+        runs += [ids[start:start + frames] for start in range(len(ids) - frames + 1)]
+    if not runs:
+        longest = max(len(m) for m in sequences.values())
+        raise ValueError(f"SEQUENCE_FRAMES = {frames}, but the longest sequence of the "
+                         f"dataset has {longest} frames: lower SEQUENCE_FRAMES or add frames")
+    return np.array(runs, dtype=np.int64).reshape(-1, frames)
 
 
 class DataGenerator(keras.utils.PyDataset):
@@ -395,9 +491,21 @@ class DataGenerator(keras.utils.PyDataset):
     the tuple ``(input_image float32 [B, h, w, 3], input_image_meta float32 [B, META],
     input_rpn_match int32 [B, A, 1], input_rpn_bbox float32 [B, R, 4],
     input_gt_class_ids int32 [B, G], input_gt_boxes float32 [B, G, 4],
-    input_gt_masks bool [B, mh, mw, G])``, in the order of the training model's inputs. A
-    tuple, not a list: ``fit`` feeds batches through ``tf.data``, which takes a list for one
-    tensor to be stacked and rejects a list of differently shaped arrays.
+    input_gt_masks bool [B, mh, mw, G])``, with ``input_gt_instance_ids int32 [B, G]``
+    after them when ``ASSOCIATION_EMBEDDING_SIZE`` is set, in the order of the training
+    model's inputs. A tuple, not a list: ``fit`` feeds batches through ``tf.data``, which
+    takes a list for one tensor to be stacked and rejects a list of differently shaped
+    arrays.
+
+    With ``SEQUENCE_FRAMES = S > 1`` the unit is a run of S consecutive frames of one
+    sequence (:func:`sequence_runs`) instead of an image: the epoch's order shuffles the
+    runs (by their first frame), every batch holds ``B / S`` whole runs, frames in order,
+    so the same objects appear in several images of a batch (the association loss's
+    positive pairs). A run with an unusable frame (no positive instance, unreadable file)
+    is skipped as a whole. All the frames of a run get the same random draws, so an
+    augmentation that draws its parameters from ``rng`` in a fixed order (e.g.
+    :class:`Augmenter`) flips or rotates the whole run alike; one with its own random
+    state does not.
     """
 
     def __init__(self, dataset, config, shuffle: bool = True,
@@ -450,12 +558,19 @@ class DataGenerator(keras.utils.PyDataset):
         # Image ids skipped this epoch (unreadable files), reported at its end.
         self.skipped: list[int] = []
         self.anchors = config_anchors(config, config.IMAGE_SHAPE)
+        frames = config.SEQUENCE_FRAMES
+        # [units, S] image ids: the runs of frames, or every image alone.
+        self.units = (sequence_runs(dataset, frames) if frames > 1
+                      else np.asarray(dataset.image_ids).reshape(-1, 1))
+        self.units_per_batch = config.BATCH_SIZE // frames
         self.epoch_order = self._epoch_order()
 
     def _epoch_order(self) -> np.ndarray:
-        """[P * images] image ids: P passes, enough for all the epoch's batches."""
-        ids = np.asarray(self.dataset.image_ids)
-        passes = math.ceil(self._epoch_length() * self.config.BATCH_SIZE / len(ids))
+        """[P * units] unit indices (image ids without SEQUENCE_FRAMES): P passes,
+        enough for all the epoch's batches."""
+        ids = (np.asarray(self.dataset.image_ids) if self.config.SEQUENCE_FRAMES == 1
+               else np.arange(len(self.units)))
+        passes = math.ceil(self._epoch_length() * self.units_per_batch / len(ids))
         if not self.shuffle:
             return np.tile(ids, passes)
         # The 0 (here) and 1 (batches) keep the shuffling and the batches' random streams
@@ -470,7 +585,7 @@ class DataGenerator(keras.utils.PyDataset):
     def _epoch_length(self) -> int:
         if self.steps_per_epoch:
             return self.steps_per_epoch
-        return math.ceil(len(self.dataset.image_ids) / self.config.BATCH_SIZE)
+        return math.ceil(len(self.units) / self.units_per_batch)
 
     def start_at(self, epoch: int, batch: int = 0) -> None:
         """Makes the next batches those of ``epoch`` (0-based) from ``batch`` on, as an
@@ -498,7 +613,8 @@ class DataGenerator(keras.utils.PyDataset):
             index: [] batch index in ``0 .. len(self) - 1``.
 
         Returns:
-            ``(inputs,)``, inputs the tuple of seven arrays described in the class docstring.
+            ``(inputs,)``, inputs the tuple of seven (eight) arrays described in the class
+            docstring.
 
         Raises:
             IndexError: index out of range.
@@ -508,43 +624,57 @@ class DataGenerator(keras.utils.PyDataset):
             raise IndexError(f"batch {index} out of range: the generator has {len(self)}")
         index += self.first_batch
         rng = np.random.default_rng([self.seed, self.epoch, 1, index])
+        sequences = self.config.SEQUENCE_FRAMES > 1
         examples = []
-        position = index * self.config.BATCH_SIZE
+        position = index * self.units_per_batch
         errors = 0
         misses = 0
         while len(examples) < self.config.BATCH_SIZE:
             if misses == len(self.epoch_order):
                 raise ValueError(
-                    f"DataGenerator: none of the {len(self.dataset.image_ids)} images gives "
-                    "a training example: each one has no instance of a positive class "
+                    f"DataGenerator: none of the {len(self.epoch_order)} "
+                    f"{'runs of frames' if sequences else 'images'} gives training "
+                    "examples: each has an image with no instance of a positive class "
                     "(check load_mask(), or pass negative_images=True) or fails to load "
                     "(see the log)")
-            # Skipped images push the batch past its share; the end wraps to the start.
-            image_id = int(self.epoch_order[position % len(self.epoch_order)])
+            # Skipped units push the batch past its share; the end wraps to the start.
+            unit = int(self.epoch_order[position % len(self.epoch_order)])
+            image_ids = self.units[unit] if sequences else [unit]
+            # Each frame of a run starts from the same generator state, so all of them
+            # get the same augmentation.
+            run_seed = [self.seed, self.epoch, 1, index, position]
             position += 1
-            try:
-                example = self._load(image_id, rng)
-                errors = 0
-            except ImageReadError as err:
-                # Only unreadable files are skipped: an error in the user's load_mask or
-                # augmentation surfaces with its own traceback.
-                errors += 1
-                misses += 1
-                self.skipped.append(image_id)
-                where = [self.dataset.image_info[image_id].get("path"),
-                         self.dataset.image_reference(image_id)]
-                logger.error("Skipping image %d (%s): %s", image_id,
-                             ", ".join(str(w) for w in where if w) or "no path", err)
-                if errors >= MAX_CONSECUTIVE_ERRORS:
-                    raise
-                continue
-            if self.negative_images or np.any(example.gt_class_ids > 0):
-                examples.append(example)
+            run = []
+            for image_id in map(int, image_ids):
+                frame_rng = np.random.default_rng(run_seed) if sequences else rng
+                try:
+                    example = self._load(image_id, frame_rng)
+                    errors = 0
+                except ImageReadError as err:
+                    # Only unreadable files are skipped: an error in the user's load_mask
+                    # or augmentation surfaces with its own traceback.
+                    errors += 1
+                    self.skipped.append(image_id)
+                    where = [self.dataset.image_info[image_id].get("path"),
+                             self.dataset.image_reference(image_id)]
+                    logger.error("Skipping image %d (%s): %s", image_id,
+                                 ", ".join(str(w) for w in where if w) or "no path", err)
+                    if errors >= MAX_CONSECUTIVE_ERRORS:
+                        raise
+                    break
+                if not (self.negative_images or np.any(example.gt_class_ids > 0)):
+                    break
+                run.append(example)
+            if len(run) == len(image_ids):
+                examples += run
                 misses = 0
             else:
                 misses += 1
-        batch = TrainingExample(*(np.stack(column) for column in zip(*examples)))
-        return (tuple(batch._replace(rpn_match=batch.rpn_match[:, :, np.newaxis])),)
+        columns = [np.stack(column) if column[0] is not None else None
+                   for column in zip(*examples)]
+        batch = TrainingExample(*columns)
+        batch = batch._replace(rpn_match=batch.rpn_match[:, :, np.newaxis])
+        return (tuple(column for column in batch if column is not None),)
 
     def _load(self, image_id: int, rng: np.random.Generator) -> TrainingExample:
         source = self.dataset.image_info[image_id]["source"]

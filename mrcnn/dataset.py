@@ -339,6 +339,24 @@ class Dataset:
             f"[height, width, instances] and class_ids an int32 array [instances] of class "
             f"ids (requested for image {image_id})")
 
+    def load_instance_ids(self, image_id: int) -> np.ndarray | None:
+        """The identity of each instance of an image, for the association head.
+
+        Override it for sequences (video frames): the same physical object has
+        the same id in every frame, and different objects never share one in the
+        whole dataset (the training loss pairs the ROIs of all the images of a
+        batch by id).
+
+        Args:
+            image_id: internal image id.
+
+        Returns:
+            int [N] ids >= 1, aligned with ``load_mask``'s instances; or None, the
+            default: the dataset has no identities (ASSOCIATION_EMBEDDING_SIZE
+            cannot train on it).
+        """
+        return None
+
 
 def _key(source: str, source_id: Any) -> str:
     return f"{source}.{source_id}"

@@ -291,8 +291,9 @@ def detect_image(keras_model: keras.Model, config: Config, image: tf.Tensor) -> 
                               config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
                               config.RPN_ANCHOR_STRIDE)
     anchors = box_ops.norm_boxes(anchors, molded_shape[:2])
-    detections, _, _, mrcnn_mask, _, _, _ = keras_model(
-        [molded[None], meta, anchors[None]], training=False)
+    # The association head's embeddings, an eighth output when it is on, are not exported.
+    detections, _, _, mrcnn_mask = keras_model(
+        [molded[None], meta, anchors[None]], training=False)[:4]
     return unmold_detections(detections[0], mrcnn_mask[0], tf.shape(image)[:2],
                              molded_shape[:2], window)
 

@@ -12,16 +12,19 @@ Three settings of :class:`~mrcnn.config.Config` use this module::
         LOSS_WEIGHTS = {**Config.LOSS_WEIGHTS, "mask_area_loss": 0.1}
         TRAINING_METRICS = ["roi_accuracy", "mask_iou", "positive_fraction"]
 
-``LOSS_FUNCTIONS`` maps any of the five loss names to
+``LOSS_FUNCTIONS`` maps any of the five loss names (and ``mrcnn_assoc_loss``
+when ``ASSOCIATION_EMBEDDING_SIZE`` turns the association head on) to
 
 - a name: ``"classic"``, ``"focal"``, ``"smooth_l1"``, ``"dice"``,
-  ``"bce_dice"`` (default hyper-parameters), optionally with hyper-parameters
-  as ``"focal:gamma=2,alpha=0.25"`` or ``"class_weighted:weights=[1,2,2,1]"``;
+  ``"bce_dice"``, ``"triplet_semihard"``, ``"triplet_batch_hard"`` (default
+  hyper-parameters; "classic" for ``mrcnn_assoc_loss`` is ``triplet_batch_hard()``),
+  optionally with hyper-parameters as ``"focal:gamma=2,alpha=0.25"`` or ``"class_weighted:weights=[1,2,2,1]"``;
 - what a factory of this module returns (``focal(...)`` etc.);
 - a ``keras.losses.Loss`` instance, applied to the head's counted elements:
   one-hot targets and softmax probabilities of the counted anchors / ROIs for
   the classifiers, target and predicted deltas of the positives for the box
-  heads, target and predicted masks of the positive ROIs for the mask head;
+  heads, target and predicted masks of the positive ROIs for the mask head,
+  instance ids and embeddings of the positive ROIs for the association head;
 - a plain function with the head's arguments (:data:`HEAD_INPUTS`) returning
   a scalar;
 - ``"package.module:name"`` or ``"path/file.py:name"`` naming one of these.
@@ -30,7 +33,8 @@ Unlisted losses stay classic; each keeps its layer name, so the progress bar,
 ``History`` and TensorBoard show it as before, weighted by ``LOSS_WEIGHTS``.
 
 ``EXTRA_LOSSES`` and ``TRAINING_METRICS`` map a new name to a function of
-graph tensors (:data:`GRAPH_TENSORS`): a function whose required parameters
+graph tensors (:data:`GRAPH_TENSORS`; with the association head also
+:data:`ASSOCIATION_TENSORS`): a function whose required parameters
 are named after them, a ``(function, [tensor names])`` pair, or
 ``"module:name"``; ``TRAINING_METRICS`` also takes the built-in monitors of
 :data:`MONITORS` by name (a list of names is short for ``{name: name}``).
@@ -54,17 +58,19 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mrcnn.config import LOSS_NAMES, Config, ConfigError
+from mrcnn.config import ASSOCIATION_LOSS, LOSS_NAMES, Config, ConfigError, loss_names
 from mrcnn.config_presets import import_object
+from mrcnn.graph import association
 from mrcnn.graph import losses as graph_losses
-from mrcnn.graph import monitors
+from mrcnn.graph import monitors, triplet
 
 _serializable = keras.saving.register_keras_serializable(package="mrcnn")
 
 
 class GraphTensor(NamedTuple):
     """A training-graph tensor that losses and monitors can take."""
-    shape: tuple    # dims: B batch, A anchors, R RPN targets, T ROIs, NC classes, h x w mask
+    shape: tuple    # dims: B batch, A anchors, R RPN targets, T ROIs, NC classes, h x w mask,
+                    # P positive-ROI rows, D embedding size
     kind: str       # what its values are; drives the probe tensors of check_settings
     meaning: str
 
@@ -94,6 +100,17 @@ GRAPH_TENSORS = {
     "active_class_ids": GraphTensor(("B", "NC"), "ones",
                                     "1 for the classes of the image's dataset, else 0"),
 }
+# The graph tensors that only the association head (ASSOCIATION_EMBEDDING_SIZE) makes.
+ASSOCIATION_TENSORS = {
+    "target_instance_ids": GraphTensor(("B", "P"), "instance_ids",
+                                       "int32 instance identity of the positive-ROI rows "
+                                       "(the first int(T * ROI_POSITIVE_RATIO) rows), 0 for "
+                                       "the others"),
+    "mrcnn_assoc": GraphTensor(("B", "P", "D"), "unit",
+                               "L2-normalized embeddings of the positive-ROI rows"),
+}
+
+_TENSOR_SPECS = {**GRAPH_TENSORS, **ASSOCIATION_TENSORS}
 
 # Arguments of each of the five losses (and of a plain function replacing one).
 HEAD_INPUTS = {
@@ -102,14 +119,22 @@ HEAD_INPUTS = {
     "mrcnn_class_loss": ("target_class_ids", "mrcnn_class_logits", "active_class_ids"),
     "mrcnn_bbox_loss": ("target_bbox", "target_class_ids", "mrcnn_bbox"),
     "mrcnn_mask_loss": ("target_mask", "target_class_ids", "mrcnn_mask"),
+    ASSOCIATION_LOSS: ("target_instance_ids", "mrcnn_assoc"),
 }
 
 # What a head's counted elements are, which decides the losses that fit it.
 HEAD_KINDS = {
     "rpn_class_loss": "classifier", "mrcnn_class_loss": "classifier",
     "rpn_bbox_loss": "box", "mrcnn_bbox_loss": "box",
-    "mrcnn_mask_loss": "mask",
+    "mrcnn_mask_loss": "mask", ASSOCIATION_LOSS: "embedding",
 }
+
+# Each loss name -> the gatherer of its counted (targets, predictions).
+COUNTED_ELEMENTS = {**graph_losses.COUNTED_ELEMENTS,
+                    ASSOCIATION_LOSS: association.positive_roi_embeddings}
+# Each loss name -> its "classic" (default) function of HEAD_INPUTS.
+DEFAULT_LOSSES = {**{name: getattr(graph_losses, name) for name in LOSS_NAMES},
+                  ASSOCIATION_LOSS: association.mrcnn_assoc_loss}
 
 # The built-in monitors: name -> (function, its graph tensors).
 MONITORS = {
@@ -128,7 +153,8 @@ class HeadLoss:
 
     - "classifier": labels [N] int, logits [N, C] (C = 2 for the RPN);
     - "box": target deltas [N, 4], predicted deltas [N, 4];
-    - "mask": target masks [P, h, w], predicted probabilities [P, h, w].
+    - "mask": target masks [P, h, w], predicted probabilities [P, h, w];
+    - "embedding": instance ids [N] int, embeddings [N, D] (pairs within them).
 
     Each returns a float32 scalar, 0 when N (or P) is 0. The constructor's
     arguments are the hyper-parameters; ``get_config`` returns them.
@@ -353,10 +379,81 @@ def bce_dice(bce_weight: float = 1.0, dice_weight: float = 1.0) -> BceDiceLoss:
     return BceDiceLoss(bce_weight, dice_weight)
 
 
-LOSS_CLASSES = (FocalLoss, ClassWeightedLoss, SmoothL1Loss, DiceLoss, BceDiceLoss)
+@_serializable
+class TripletSemiHardLoss(HeadLoss):
+    """FaceNet's semi-hard triplet loss over the batch's rows. See :func:`triplet_semihard`."""
+    kind = "embedding"
+    name = "triplet_semihard"
+
+    def __init__(self, margin: float = 1.0):
+        _check_non_negative("triplet_semihard", margin=margin)
+        self.margin = float(margin)
+
+    def __call__(self, labels, embeddings, valid=None):
+        return triplet.triplet_semihard_loss(embeddings, labels, self.margin, valid)
+
+    def get_config(self):
+        return {"margin": self.margin}
+
+
+@_serializable
+class TripletBatchHardLoss(HeadLoss):
+    """Batch-hard triplet loss over the batch's rows. See :func:`triplet_batch_hard`."""
+    kind = "embedding"
+    name = "triplet_batch_hard"
+
+    def __init__(self, margin: float = 0.2, soft: bool = False):
+        _check_non_negative("triplet_batch_hard", margin=margin)
+        if not isinstance(soft, bool):
+            raise ConfigError(f"triplet_batch_hard: soft is {soft!r}; use True or False")
+        self.margin = float(margin)
+        self.soft = soft
+
+    def __call__(self, labels, embeddings, valid=None):
+        return triplet.triplet_batch_hard_loss(embeddings, labels, self.margin, self.soft,
+                                               valid)
+
+    def get_config(self):
+        return {"margin": self.margin, "soft": self.soft}
+
+
+def triplet_semihard(margin: float = 1.0) -> TripletSemiHardLoss:
+    """Triplet loss with semi-hard negatives (FaceNet) for ``mrcnn_assoc_loss``.
+
+    For each anchor-positive pair of the batch, the closest negative that is
+    still farther than the positive, else the farthest negative; loss
+    ``max(d_ap - d_an + margin, 0)``, Euclidean distances, mean over the
+    pairs (see :func:`mrcnn.graph.triplet.triplet_semihard_loss`). Called as
+    ``loss(labels [N], embeddings [N, D], valid=None)``; 0 with no positive pair.
+
+    Args:
+        margin: >= 0.
+    """
+    return TripletSemiHardLoss(margin)
+
+
+def triplet_batch_hard(margin: float = 0.2, soft: bool = False) -> TripletBatchHardLoss:
+    """Batch-hard triplet loss (Hermans et al. 2017) for ``mrcnn_assoc_loss``.
+
+    Each anchor's farthest positive and closest negative in the batch;
+    ``max(margin + d_p - d_n, 0)``, or ``softplus(d_p - d_n)`` with ``soft``
+    (margin unused); mean over the anchors with a positive and a negative
+    (see :func:`mrcnn.graph.triplet.triplet_batch_hard_loss`). Called as
+    ``loss(labels [N], embeddings [N, D], valid=None)``; 0 with no positive pair.
+
+    Args:
+        margin: >= 0.
+        soft: the soft margin instead of the hinge.
+    """
+    return TripletBatchHardLoss(margin, soft)
+
+
+LOSS_CLASSES = (FocalLoss, ClassWeightedLoss, SmoothL1Loss, DiceLoss, BceDiceLoss,
+                TripletSemiHardLoss, TripletBatchHardLoss)
 # Names accepted in LOSS_FUNCTIONS (and by ``mrcnn train --loss``).
 FACTORIES = {"focal": focal, "class_weighted": class_weighted, "smooth_l1": smooth_l1,
-             "dice": dice, "bce_dice": bce_dice}
+             "dice": dice, "bce_dice": bce_dice, "triplet_semihard": triplet_semihard,
+             "triplet_batch_hard": triplet_batch_hard}
 
 
 @_serializable
@@ -370,7 +467,7 @@ class BoundLoss:
     counted elements, 0 when nothing counts (its ``reduction`` is not used).
 
     Args:
-        head: one of the five loss names.
+        head: one of the loss names of HEAD_INPUTS.
         loss: a :class:`HeadLoss` of that head's kind, or a ``keras.losses.Loss``.
     """
 
@@ -379,7 +476,7 @@ class BoundLoss:
         self.loss = loss
 
     def __call__(self, *inputs) -> tf.Tensor:
-        targets, predictions = graph_losses.COUNTED_ELEMENTS[self.head](*inputs)
+        targets, predictions = COUNTED_ELEMENTS[self.head](*inputs)
         if isinstance(self.loss, HeadLoss):
             return self.loss(targets, predictions)
         if HEAD_KINDS[self.head] == "classifier":
@@ -475,7 +572,7 @@ def head_loss(head: str, choice: Any) -> Callable[..., tf.Tensor]:
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
     if choice == "classic" or choice is None:
-        return getattr(graph_losses, head)
+        return DEFAULT_LOSSES[head]
     if isinstance(choice, HeadLoss):
         if choice.kind != HEAD_KINDS[head]:
             fits = [h for h, kind in HEAD_KINDS.items() if kind == choice.kind]
@@ -520,7 +617,7 @@ def _graph_function(setting: str, name: str, spec: Any) -> tuple[Callable, tuple
                        and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
     else:
         raise ConfigError(f"{where} is {spec!r} of type {type(spec).__name__}. {accepted}")
-    unknown = [t for t in inputs if t not in GRAPH_TENSORS]
+    unknown = [t for t in inputs if t not in GRAPH_TENSORS and t not in ASSOCIATION_TENSORS]
     if unknown or not inputs:
         raise ConfigError(f"{where} takes {', '.join(unknown) or 'no graph tensor'}. "
                           f"{accepted}")
@@ -533,9 +630,10 @@ def _monitor_entries(config: Config) -> dict:
 
 
 def training_losses(config: Config) -> dict[str, tuple[Callable, tuple]]:
-    """name -> (function, graph tensor names): the five losses as chosen, then EXTRA_LOSSES."""
+    """name -> (function, graph tensor names): the five losses as chosen (and
+    mrcnn_assoc_loss with the association head), then EXTRA_LOSSES."""
     chosen = {head: (head_loss(head, config.LOSS_FUNCTIONS.get(head, "classic")),
-                     HEAD_INPUTS[head]) for head in LOSS_NAMES}
+                     HEAD_INPUTS[head]) for head in loss_names(config)}
     extras = {name: _graph_function("EXTRA_LOSSES", name, spec)
               for name, spec in config.EXTRA_LOSSES.items()}
     return {**chosen, **extras}
@@ -553,13 +651,15 @@ def probe_tensors(config: Config, seed: int = 0) -> dict[str, tf.Tensor]:
     """Small tensors shaped and valued as GRAPH_TENSORS documents, for trying a function.
 
     Two images, 16 anchors, 4 RPN targets, 4 ROIs (two positive), NUM_CLASSES
-    classes and MASK_SHAPE masks.
+    classes, MASK_SHAPE masks, and two positive-ROI rows per image whose
+    instance ids (1, 2 and 1, 3) make one pair across the images.
     """
     rng = np.random.default_rng(seed)
     dims = {"B": 2, "A": 16, "R": 4, "T": 4, "NC": int(config.NUM_CLASSES),
-            "h": int(config.MASK_SHAPE[0]), "w": int(config.MASK_SHAPE[1])}
+            "h": int(config.MASK_SHAPE[0]), "w": int(config.MASK_SHAPE[1]), "P": 2,
+            "D": int(config.ASSOCIATION_EMBEDDING_SIZE or 8)}
     tensors = {}
-    for name, spec in GRAPH_TENSORS.items():
+    for name, spec in _TENSOR_SPECS.items():
         shape = tuple(dims.get(d, d) for d in spec.shape)
         if spec.kind == "match":
             value = np.resize(np.array([1, -1, 0, -1], np.int32), shape)
@@ -575,6 +675,11 @@ def probe_tensors(config: Config, seed: int = 0) -> dict[str, tf.Tensor]:
             value = rng.uniform(0.05, 0.95, size=shape).astype(np.float32)
         elif spec.kind == "ones":
             value = np.ones(shape, np.float32)
+        elif spec.kind == "instance_ids":
+            value = np.array([[1, 2], [1, 3]], np.int32)
+        elif spec.kind == "unit":
+            value = rng.normal(size=shape)
+            value = (value / np.linalg.norm(value, axis=-1, keepdims=True)).astype(np.float32)
         else:
             value = rng.normal(size=shape).astype(np.float32)
         tensors[name] = tf.constant(value)
@@ -588,7 +693,7 @@ def _check_scalar(where: str, function: Callable, inputs: tuple, tensors: dict) 
         raise ConfigError(f"{where}: {err}") from None
     except Exception as err:  # a user's function: report whatever it raised, with the loss
         raise ConfigError(f"{where}: calling it on tensors shaped as documented "
-                          f"({', '.join(f'{n} {GRAPH_TENSORS[n].shape}' for n in inputs)}) "
+                          f"({', '.join(f'{n} {_TENSOR_SPECS[n].shape}' for n in inputs)}) "
                           f"raised {type(err).__name__}: {err}") from err
     shape = tuple(getattr(value, "shape", ()))
     if int(np.prod(shape)) != 1:
@@ -606,14 +711,18 @@ def check_settings(config: Config) -> None:
     Raises:
         ConfigError: naming the setting and the loss or monitor, and what is accepted.
     """
-    unknown = sorted(set(config.LOSS_FUNCTIONS) - set(LOSS_NAMES))
+    model_losses = loss_names(config)
+    unknown = sorted(set(config.LOSS_FUNCTIONS) - set(model_losses))
     if unknown:
-        raise ConfigError(f"LOSS_FUNCTIONS names {unknown}, not a loss of the model: use "
-                          f"{', '.join(LOSS_NAMES)} (new terms go in EXTRA_LOSSES)")
+        head_off = (" (mrcnn_assoc_loss needs the association head: set "
+                    "ASSOCIATION_EMBEDDING_SIZE)" if ASSOCIATION_LOSS in unknown else "")
+        raise ConfigError(f"LOSS_FUNCTIONS names {unknown}, not a loss of the model{head_off}: "
+                          f"use {', '.join(model_losses)} (new terms go in EXTRA_LOSSES)")
     names = list(config.EXTRA_LOSSES) + list(_monitor_entries(config))
     for name in names:
         if not isinstance(name, str) or not name.isidentifier() or name == "loss" \
-                or name.startswith("val_") or name in LOSS_NAMES or name in GRAPH_TENSORS \
+                or name.startswith("val_") or name in HEAD_INPUTS or name in GRAPH_TENSORS \
+                or name in ASSOCIATION_TENSORS \
                 or names.count(name) > 1:
             raise ConfigError(
                 f"{name!r} cannot name an extra loss or monitor: use a new identifier, not "
@@ -623,6 +732,15 @@ def check_settings(config: Config) -> None:
     for head, choice in config.LOSS_FUNCTIONS.items():
         _check_scalar(f"LOSS_FUNCTIONS[{head!r}]", head_loss(head, choice), HEAD_INPUTS[head],
                       tensors)
+    if not config.ASSOCIATION_EMBEDDING_SIZE:
+        for setting, functions in (("EXTRA_LOSSES", training_losses(config)),
+                                   ("TRAINING_METRICS", training_monitors(config))):
+            for name, (_, inputs) in functions.items():
+                needed = [t for t in inputs if t in ASSOCIATION_TENSORS]
+                if needed:
+                    raise ConfigError(f"{setting}[{name!r}] takes {', '.join(needed)}, which "
+                                      "only the association head makes: set "
+                                      "ASSOCIATION_EMBEDDING_SIZE")
     for name, spec in config.EXTRA_LOSSES.items():
         _check_scalar(f"EXTRA_LOSSES[{name!r}]", *_graph_function("EXTRA_LOSSES", name, spec),
                       tensors)

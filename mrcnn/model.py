@@ -31,7 +31,7 @@ from mrcnn.checkpoints import (RUN_TIMESTAMP, RUN_TIMESTAMP_RE, STATE_FILE,
                                TrainingRun, checkpoint_file, checkpoint_problem,
                                non_finite_weights, run_name, training_runs)
 from mrcnn.config import Config
-from mrcnn.data import DataGenerator
+from mrcnn.data import DataGenerator, check_instance_ids, sequence_runs
 from mrcnn import distribute
 from mrcnn.distribute import is_chief, model_strategy
 from mrcnn.graph.network import build_inference_model, build_training_model
@@ -157,7 +157,7 @@ class MaskRCNN:
         return np.stack(molded), np.stack(metas), np.array(windows)
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape,
-                          window):
+                          window, embeddings=None):
         """Turns one image's network outputs into pixel boxes and full-size masks.
 
         Args:
@@ -167,10 +167,13 @@ class MaskRCNN:
             original_image_shape: [H, W, C] of the image before resizing.
             image_shape: [h, w, C] of the molded image.
             window: [(y1, x1, y2, x2)] pixels, the image inside the molded one.
+            embeddings: optional [max_instances, D] association embeddings.
 
         Returns:
             rois [n, (y1, x1, y2, x2)] int32 pixels of the original image,
-            class_ids [n] int32, scores [n] float32, masks [H, W, n] bool.
+            class_ids [n] int32, scores [n] float32, masks [H, W, n] bool;
+            with ``embeddings``, a fifth value: embeddings [n, D] float32, row i
+            that of detection i.
         """
         padding = np.where(detections[:, 4] == 0)[0]
         count = padding[0] if padding.size else detections.shape[0]
@@ -192,7 +195,10 @@ class MaskRCNN:
         for i, (mask, (y1, x1, y2, x2)) in enumerate(zip(masks, boxes)):
             # Only the box is written: the rest of each mask stays False.
             full_masks[y1:y2, x1:x2, i] = box_mask(mask, (y1, x1, y2, x2))
-        return boxes.astype(np.int32), class_ids, scores, full_masks
+        unmolded = boxes.astype(np.int32), class_ids, scores, full_masks
+        if embeddings is None:
+            return unmolded
+        return unmolded + (np.asarray(embeddings[:count], np.float32)[keep],)
 
     def get_anchors(self, image_shape) -> np.ndarray:
         """Normalized pyramid anchors [A, (y1, x1, y2, x2)] of a molded image shape.
@@ -252,7 +258,9 @@ class MaskRCNN:
 
         Returns:
             One dict per image: rois [N, (y1, x1, y2, x2)] int32 pixels,
-            class_ids [N] int32, scores [N] float32, masks [H, W, N] bool.
+            class_ids [N] int32, scores [N] float32, masks [H, W, N] bool; with
+            ASSOCIATION_EMBEDDING_SIZE = D also embeddings [N, D] float32,
+            L2-normalized rows, row i that of detection i.
         """
         images = self._check_images(images)
         if verbose:
@@ -270,9 +278,9 @@ class MaskRCNN:
                 metas = np.stack([item[2] for item in batch])
                 if verbose:
                     print(f"molded_images {molded.shape}, image_metas {metas.shape}")
-                detections, _, _, mrcnn_mask, _, _, _ = self._run_inference(molded, metas)
+                outputs = self._run_inference(molded, metas)
                 for j, (index, _, _, window) in enumerate(batch):
-                    results[index] = self._result(detections[j], mrcnn_mask[j],
+                    results[index] = self._result([o[j] for o in outputs],
                                                   images[index].shape, shape, window)
         return results
 
@@ -298,18 +306,21 @@ class MaskRCNN:
         results = []
         for start in range(0, len(molded_images), self.config.BATCH_SIZE):
             stop = start + self.config.BATCH_SIZE
-            detections, _, _, mrcnn_mask, _, _, _ = self._run_inference(
-                molded_images[start:stop], image_metas[start:stop])
+            outputs = self._run_inference(molded_images[start:stop], image_metas[start:stop])
             shape = molded_images.shape[1:]
             window = (0, 0) + tuple(shape[:2])
-            results += [self._result(d, m, shape, shape, window)
-                        for d, m in zip(detections, mrcnn_mask)]
+            results += [self._result([o[j] for o in outputs], shape, shape, window)
+                        for j in range(len(outputs[0]))]
         return results
 
-    def _result(self, detections, mrcnn_mask, original_shape, molded_shape, window) -> dict:
-        rois, class_ids, scores, masks = self.unmold_detections(
-            detections, mrcnn_mask, original_shape, molded_shape, window)
-        return {"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks}
+    def _result(self, outputs, original_shape, molded_shape, window) -> dict:
+        """One image's result dict from its rows of the inference model's outputs."""
+        # detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox,
+        # then the embeddings when the association head is on.
+        embeddings = outputs[7] if len(outputs) > 7 else None
+        unmolded = self.unmold_detections(outputs[0], outputs[3], original_shape, molded_shape,
+                                          window, embeddings)
+        return dict(zip(("rois", "class_ids", "scores", "masks", "embeddings"), unmolded))
 
     def export(self, export_dir: str, class_names=None) -> str:
         """Writes a TensorFlow SavedModel doing all of detect() on one raw image.
@@ -599,6 +610,12 @@ class MaskRCNN:
                 "each image's own size, so images of different sizes cannot be stacked "
                 f"into a batch of IMAGE_SHAPE {list(config.IMAGE_SHAPE)}. Use 'square' "
                 "(or 'crop') for training; 'pad64' and 'none' suit inference.")
+        for dataset in (train_dataset, val_dataset):
+            if config.ASSOCIATION_EMBEDDING_SIZE and len(dataset.image_ids):
+                # The association head needs identities: fail before anything is written.
+                check_instance_ids(dataset, int(dataset.image_ids[0]))
+            if config.SEQUENCE_FRAMES > 1:
+                sequence_runs(dataset, config.SEQUENCE_FRAMES)
         names = weighted_layer_names(self.keras_model)
         if not any(re.fullmatch(layer_regex, name) for name in names):
             raise ValueError(

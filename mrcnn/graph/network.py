@@ -18,6 +18,7 @@ from mrcnn.anchors import anchor_settings
 from mrcnn.config import IMAGE_DIVISOR, Config, divisible_size
 from mrcnn.distribute import MultiWorkerSteps
 from mrcnn.graph import losses
+from mrcnn.graph.association import association_head
 from mrcnn.graph.backbone import resnet_graph
 from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
 from mrcnn.graph.fpn import fpn_graph
@@ -105,7 +106,9 @@ def build_inference_model(config: Config) -> keras.Model:
     (y1, x1, y2, x2, class_id, score)], mrcnn_class [B, N, NC], mrcnn_bbox
     [B, N, NC, 4], mrcnn_mask [B, DETECTION_MAX_INSTANCES, 28, 28, NC],
     rpn_rois [B, N, 4], rpn_class [B, A, 2], rpn_bbox [B, A, 4], where N is
-    POST_NMS_ROIS_INFERENCE.
+    POST_NMS_ROIS_INFERENCE; with ASSOCIATION_EMBEDDING_SIZE = D, an eighth,
+    mrcnn_assoc [B, DETECTION_MAX_INSTANCES, D]: the detections' unit-length
+    embeddings, zero rows as padding.
     """
     check_image_shape(config)
     input_image = keras.Input((None, None, config.IMAGE_CHANNEL_COUNT), name="input_image")
@@ -132,9 +135,15 @@ def build_inference_model(config: Config) -> keras.Model:
                            config.NUM_CLASSES, config.TRAIN_BN, config.MASK_HEAD_CHANNELS)
     mrcnn_mask = PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded",
                          dtype=FLOAT32)(mrcnn_mask)
-    return ClassicWeightsModel([input_image, input_image_meta, input_anchors],
-                               [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
-                                rpn_class, rpn_bbox], name="mask_rcnn")
+    outputs = [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox]
+    if config.ASSOCIATION_EMBEDDING_SIZE:
+        # Like the mask head, the association head runs on the final detections.
+        embeddings = association_head(detection_boxes, input_image_meta, head_maps,
+                                      config.POOL_SIZE, config.ASSOCIATION_EMBEDDING_SIZE)
+        outputs.append(PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_assoc_padded",
+                               dtype=FLOAT32)(embeddings))
+    return ClassicWeightsModel([input_image, input_image_meta, input_anchors], outputs,
+                               name="mask_rcnn")
 
 
 class TrainingModel(MultiWorkerSteps, ClassicWeightsModel):
@@ -179,13 +188,15 @@ def build_training_model(config: Config) -> keras.Model:
     molded, input_image_meta [B, META], input_rpn_match [B, A, 1] int32,
     input_rpn_bbox [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4], input_gt_class_ids
     [B, MAX_GT_INSTANCES] int32, input_gt_boxes [B, MAX_GT_INSTANCES, 4] pixels,
-    input_gt_masks [B, h, w, MAX_GT_INSTANCES] (mini masks when USE_MINI_MASK).
+    input_gt_masks [B, h, w, MAX_GT_INSTANCES] (mini masks when USE_MINI_MASK),
+    and with ASSOCIATION_EMBEDDING_SIZE input_gt_instance_ids [B, MAX_GT_INSTANCES]
+    int32 (0 pads).
 
     Outputs, in the classic order: rpn_class_logits, rpn_class, rpn_bbox,
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
-    output_rois, then the five losses (as LOSS_FUNCTIONS chooses) and the
-    EXTRA_LOSSES, each a named LossLayer, then the TRAINING_METRICS, each a
-    named MonitorLayer.
+    output_rois, then the five losses (as LOSS_FUNCTIONS chooses; then
+    mrcnn_assoc_loss with the association head) and the EXTRA_LOSSES, each a
+    named LossLayer, then the TRAINING_METRICS, each a named MonitorLayer.
     """
     check_image_shape(config)
     if not config.USE_RPN_ROIS:
@@ -202,6 +213,9 @@ def build_training_model(config: Config) -> keras.Model:
     input_gt_masks = keras.Input(mask_shape + (None,), name="input_gt_masks", dtype="bool")
     inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox,
               input_gt_class_ids, input_gt_boxes, input_gt_masks]
+    association = bool(config.ASSOCIATION_EMBEDDING_SIZE)
+    if association:
+        inputs.append(keras.Input((None,), name="input_gt_instance_ids", dtype="int32"))
 
     feature_maps = pyramid_features(input_image, config)
     head_maps = feature_maps[:4]
@@ -218,8 +232,8 @@ def build_training_model(config: Config) -> keras.Model:
                                    config.BBOX_STD_DEV, config.MASK_SHAPE,
                                    config.USE_MINI_MASK, name="proposal_targets",
                                    dtype=FLOAT32)
-    rois, target_class_ids, target_bbox, target_mask = targets(
-        [rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks])
+    rois, target_class_ids, target_bbox, target_mask, *target_instance_ids = targets(
+        [rpn_rois, input_gt_class_ids, gt_boxes, input_gt_masks] + inputs[7:])
 
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox = classifier_head(
         rois, input_image_meta, head_maps, config.POOL_SIZE, config.NUM_CLASSES,
@@ -243,6 +257,12 @@ def build_training_model(config: Config) -> keras.Model:
         "mrcnn_class": mrcnn_class, "mrcnn_bbox": mrcnn_bbox, "mrcnn_mask": mrcnn_mask,
         "active_class_ids": active_class_ids,
     }
+    if association:
+        # The loss pairs the positive ROIs only: the head runs on their rows alone.
+        graph_tensors["target_instance_ids"] = targets.positive_rows(target_instance_ids[0])
+        graph_tensors["mrcnn_assoc"] = association_head(
+            targets.positive_rows(rois), input_image_meta, head_maps, config.POOL_SIZE,
+            config.ASSOCIATION_EMBEDDING_SIZE)
     chosen_losses = loss_choices.training_losses(config)
     loss_values = [losses.LossLayer(fn, config.LOSS_WEIGHTS.get(name, 1.0), name=name,
                                     dtype=FLOAT32)(

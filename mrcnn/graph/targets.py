@@ -52,13 +52,17 @@ class DetectionTargetLayer(keras.layers.Layer):
         inputs: [proposals [B, N, (y1, x1, y2, x2)] normalized, zero-padded;
             gt_class_ids [B, G] int, zero-padded, negative for crowds;
             gt_boxes [B, G, (y1, x1, y2, x2)] normalized, zero-padded;
-            gt_masks [B, h, w, G] bool or float].
+            gt_masks [B, h, w, G] bool or float;
+            optionally gt_instance_ids [B, G] int, aligned with gt_class_ids
+            (the association head's identities)].
 
     Returns:
         rois [B, T, (y1, x1, y2, x2)] normalized float32,
         target_class_ids [B, T] int32,
         target_deltas [B, T, (dy, dx, log(dh), log(dw))] float32,
-        target_masks [B, T, mask_h, mask_w] float32 in {0, 1}.
+        target_masks [B, T, mask_h, mask_w] float32 in {0, 1},
+        and with gt_instance_ids: target_instance_ids [B, T] int32, the id of
+        each positive's assigned gt instance, 0 for negatives and padding.
     """
 
     def __init__(self, train_rois_per_image: int, roi_positive_ratio: float,
@@ -94,7 +98,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         return per_roi[:, :self.max_positives]
 
     def call(self, inputs):
-        proposals, gt_class_ids, gt_boxes, gt_masks = inputs
+        proposals, gt_class_ids, gt_boxes, gt_masks = inputs[:4]
         # The targets are labels: no loss gradient may flow back into the RPN through them.
         proposals = tf.stop_gradient(tf.cast(proposals, tf.float32))
         rois_count = self.train_rois_per_image
@@ -102,14 +106,19 @@ class DetectionTargetLayer(keras.layers.Layer):
                      tf.TensorSpec([rois_count], tf.int32),
                      tf.TensorSpec([rois_count, 4], tf.float32),
                      tf.TensorSpec([rois_count, *self.mask_shape], tf.float32))
+        elements = (proposals, tf.cast(gt_class_ids, tf.int32),
+                    tf.cast(gt_boxes, tf.float32), gt_masks)
+        if len(inputs) == 5:
+            signature += (tf.TensorSpec([rois_count], tf.int32),)
+            elements += (tf.cast(inputs[4], tf.int32),)
         return tf.map_fn(
             lambda args: self._image_targets(*args),
-            (proposals, tf.cast(gt_class_ids, tf.int32),
-             tf.cast(gt_boxes, tf.float32), gt_masks),
-            fn_output_signature=signature)
+            elements, fn_output_signature=signature)
 
-    def _image_targets(self, proposals, gt_class_ids, gt_boxes, gt_masks):
-        """One image: proposals [N, 4], gt_class_ids [G], gt_boxes [G, 4], gt_masks [h, w, G]."""
+    def _image_targets(self, proposals, gt_class_ids, gt_boxes, gt_masks,
+                       gt_instance_ids=None):
+        """One image: proposals [N, 4], gt_class_ids [G], gt_boxes [G, 4], gt_masks [h, w, G],
+        gt_instance_ids [G] or None."""
         proposals = tf.boolean_mask(proposals, _non_zero_rows(proposals))
         present = _non_zero_rows(gt_boxes)
         gt_class_ids = tf.boolean_mask(gt_class_ids, present)
@@ -122,6 +131,9 @@ class DetectionTargetLayer(keras.layers.Layer):
         gt_class_ids = tf.boolean_mask(gt_class_ids, instance)
         gt_boxes = tf.boolean_mask(gt_boxes, instance)
         gt_masks = tf.boolean_mask(gt_masks, instance, axis=2)
+        if gt_instance_ids is not None:
+            gt_instance_ids = tf.boolean_mask(tf.boolean_mask(gt_instance_ids, present),
+                                              instance)
 
         # With no (crowd) gt the max over an empty axis is -inf: nothing is
         # positive and nothing is near a crowd.
@@ -154,10 +166,14 @@ class DetectionTargetLayer(keras.layers.Layer):
         rois = tf.concat([positive_rois, negative_rois], axis=0)
         padding = tf.maximum(self.train_rois_per_image - tf.shape(rois)[0], 0)
         target_padding = tf.shape(negative_rois)[0] + padding
-        return (tf.pad(rois, [(0, padding), (0, 0)]),
-                tf.pad(class_ids, [(0, target_padding)]),
-                tf.pad(deltas, [(0, target_padding), (0, 0)]),
-                tf.pad(masks, [(0, target_padding), (0, 0), (0, 0)]))
+        targets = (tf.pad(rois, [(0, padding), (0, 0)]),
+                   tf.pad(class_ids, [(0, target_padding)]),
+                   tf.pad(deltas, [(0, target_padding), (0, 0)]),
+                   tf.pad(masks, [(0, target_padding), (0, 0), (0, 0)]))
+        if gt_instance_ids is None:
+            return targets
+        return targets + (tf.pad(tf.gather(gt_instance_ids, assignment),
+                                 [(0, target_padding)]),)
 
     def _mask_targets(self, rois, roi_gt_boxes, roi_masks):
         """Binary masks [P, mask_h, mask_w] of rois [P, 4] cut from roi_masks [h, w, P]."""
@@ -179,10 +195,13 @@ class DetectionTargetLayer(keras.layers.Layer):
     def compute_output_spec(self, inputs):
         batch = inputs[0].shape[0]
         rois_count = self.train_rois_per_image
-        return [keras.KerasTensor((batch, rois_count, 4), "float32"),
-                keras.KerasTensor((batch, rois_count), "int32"),
-                keras.KerasTensor((batch, rois_count, 4), "float32"),
-                keras.KerasTensor((batch, rois_count, *self.mask_shape), "float32")]
+        specs = [keras.KerasTensor((batch, rois_count, 4), "float32"),
+                 keras.KerasTensor((batch, rois_count), "int32"),
+                 keras.KerasTensor((batch, rois_count, 4), "float32"),
+                 keras.KerasTensor((batch, rois_count, *self.mask_shape), "float32")]
+        if len(inputs) == 5:
+            specs.append(keras.KerasTensor((batch, rois_count), "int32"))
+        return specs
 
     def get_config(self):
         return {**super().get_config(), "train_rois_per_image": self.train_rois_per_image,
