@@ -42,7 +42,7 @@ __all__ = [
     "compute_backbone_shapes", "norm_boxes_graph", "denorm_boxes_graph",
     "apply_box_deltas_graph", "clip_boxes_graph", "overlaps_graph", "log2_graph",
     "trim_zeros_graph", "batch_slice", "batch_pack_graph", "smooth_l1_loss",
-    "identity_block", "conv_block", "refine_detections_graph",
+    "identity_block", "conv_block", "refine_detections_graph", "detection_targets_graph",
     "BatchNorm", "ProposalLayer", "PyramidROIAlign", "DetectionTargetLayer", "DetectionLayer",
     "resnet_graph", "rpn_graph", "build_rpn_model", "fpn_classifier_graph",
     "build_fpn_mask_graph",
@@ -402,6 +402,26 @@ def batch_pack_graph(x, counts, num_rows: int):
 def smooth_l1_loss(y_true, y_pred):
     """Element-wise smooth-L1 (Huber with threshold 1) of ``y_true - y_pred``, any shape."""
     return losses.smooth_l1(y_true - y_pred)
+
+
+def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config: Config):
+    """The training targets of one image, as ``DetectionTargetLayer(config)`` computes
+    them per image.
+
+    Args:
+        proposals: [N, (y1, x1, y2, x2)] normalized, zero-padded.
+        gt_class_ids: [MAX_GT_INSTANCES] int, zero-padded, negative for crowds.
+        gt_boxes: [MAX_GT_INSTANCES, (y1, x1, y2, x2)] normalized, zero-padded.
+        gt_masks: [h, w, MAX_GT_INSTANCES] bool (mini masks when USE_MINI_MASK).
+
+    Returns:
+        rois [TRAIN_ROIS_PER_IMAGE, 4], class_ids [TRAIN_ROIS_PER_IMAGE] int32, deltas
+        [TRAIN_ROIS_PER_IMAGE, 4] and masks [TRAIN_ROIS_PER_IMAGE, mask_h, mask_w],
+        positives first, zero-padded.
+    """
+    return DetectionTargetLayer(config)._image_targets(
+        tf.cast(proposals, tf.float32), tf.cast(gt_class_ids, tf.int32),
+        tf.cast(gt_boxes, tf.float32), gt_masks)
 
 
 def refine_detections_graph(rois, probs, deltas, window, config: Config):

@@ -48,6 +48,7 @@ from mrcnn.classic import (  # noqa: F401  (re-exported)
     apply_box_deltas_graph, batch_pack_graph, batch_slice, build_detection_targets,
     build_fpn_mask_graph, build_rpn_model, build_rpn_targets, clip_boxes_graph,
     compute_backbone_shapes, conv_block, data_generator, denorm_boxes_graph,
+    detection_targets_graph,
     fpn_classifier_graph, generate_random_rois, identity_block, load_image_gt, log, log2_graph,
     mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph, norm_boxes_graph,
     overlaps_graph, parse_image_meta, parse_image_meta_graph, resnet_graph, rpn_bbox_loss_graph,

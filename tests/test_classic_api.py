@@ -62,6 +62,8 @@ CLASSIC_FUNCTIONS = {
     "smooth_l1_loss": [("y_true", _), ("y_pred", _)],
     "refine_detections_graph": [("rois", _), ("probs", _), ("deltas", _), ("window", _),
                                 ("config", _)],
+    "detection_targets_graph": [("proposals", _), ("gt_class_ids", _), ("gt_boxes", _),
+                                ("gt_masks", _), ("config", _)],
 }
 CLASSIC_METHODS = {
     "run_graph": [("images", _), ("outputs", _), ("image_metas", None)],
@@ -560,3 +562,21 @@ def test_refine_detections_graph_is_one_image_of_the_detection_layer(tiny_config
     np.testing.assert_allclose(one, layer[0], rtol=1e-6)
     assert one.shape == (config.DETECTION_MAX_INSTANCES, 6)
     assert np.count_nonzero(np.asarray(one)[:, 5]) > 0  # some detections survive
+
+
+def test_detection_targets_graph_gives_one_images_targets(tiny_config_class):
+    config = type("FullMasks", (tiny_config_class,), {"USE_MINI_MASK": False})()
+    gt_boxes = np.array([[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    gt_masks = np.zeros((128, 128, 2), bool)
+    gt_masks[13:64, 13:64, 0] = True
+    proposals = np.array([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9], [0, 0, 0, 0]],
+                         np.float32)
+    rois, class_ids, deltas, masks = modellib.detection_targets_graph(
+        proposals, np.array([2, 0]), gt_boxes, gt_masks, config)
+    rows = config.TRAIN_ROIS_PER_IMAGE
+    assert rois.shape == (rows, 4) and masks.shape == (rows, *config.MASK_SHAPE)
+    # The proposal on the gt box is the positive: first row, class 2, zero deltas.
+    np.testing.assert_allclose(rois[0], proposals[0])
+    assert list(np.asarray(class_ids)[:2]) == [2, 0]
+    np.testing.assert_allclose(deltas[0], 0, atol=1e-6)
+    assert np.asarray(masks[0]).mean() > 0.9 and not np.asarray(masks[1:]).any()
