@@ -17,6 +17,7 @@ weights (--weights; NUM_CLASSES and the ResNet depth are read from the file): wi
 random ones the objectness is near flat and any rounding reorders the proposals.
 """
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -24,22 +25,26 @@ import time
 
 import numpy as np
 
-from cpu_info import cpu_summary
+# The repository root, for samples.shapes (the shapes main job's config).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cpu_info import cpu_summary  # noqa: E402
 
 MATCH_IOU = 0.9
 
 
 def bench_config(size: int, precision, weights, shapes_config: bool = False):
     from mrcnn.config import Config
-    from mrcnn.datasets.shapes import ShapesConfig
     from mrcnn.weights import weight_file_info
+    from samples.shapes.train_shapes import FastShapesConfig
 
     info = weight_file_info(weights) if weights else None
+    base = FastShapesConfig if shapes_config else Config
 
-    class BenchConfig(ShapesConfig if shapes_config else Config):
+    class BenchConfig(base):
         NAME = "bench"
         NUM_CLASSES = (info and info.num_classes) or 81
-        BACKBONE = (info and info.backbone) or "resnet50"
+        BACKBONE = base.BACKBONE if shapes_config else (info and info.backbone) or "resnet50"
         GPU_COUNT = 1
         IMAGES_PER_GPU = 1
         IMAGE_MIN_DIM = size
@@ -137,8 +142,9 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true",
                         help="also run float32 and compare the detections")
     parser.add_argument("--shapes-config", action="store_true",
-                        help="ShapesConfig's settings (anchor scales, ...) for weights "
-                             "trained on the shapes dataset")
+                        help="the shapes main job's settings (samples/shapes "
+                             "FastShapesConfig: compact backbone, small heads) for its "
+                             "weights")
     parser.add_argument("--images", type=int, default=8,
                         help="synthetic shapes images compared with --weights")
     parser.add_argument("--single", type=int, help=argparse.SUPPRESS)
