@@ -8,7 +8,7 @@ image size runs in its own process so that its peak memory is its own.
     python benchmarks/bench_inference.py --sizes 512 --repeats 5
     python benchmarks/bench_inference.py --mixed-precision bfloat16
     python benchmarks/bench_inference.py --sizes 1024 --mixed-precision bfloat16 \\
-        --weights logs/shapes.../mask_rcnn_shapes_0010.h5 --compare
+        --weights logs/shapes.../mask_rcnn_shapes_0010.h5 --shapes-config --compare
 
 --compare also runs the float32 model on the same weights and the same synthetic
 shapes images and prints the fraction of its detections that the low-precision
@@ -17,6 +17,7 @@ weights (--weights; NUM_CLASSES and the ResNet depth are read from the file): wi
 random ones the objectness is near flat and any rounding reorders the proposals.
 """
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -24,21 +25,26 @@ import time
 
 import numpy as np
 
-from cpu_info import cpu_summary
+# The repository root, for samples.shapes (the shapes main job's config).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cpu_info import cpu_summary  # noqa: E402
 
 MATCH_IOU = 0.9
 
 
-def bench_config(size: int, precision, weights):
+def bench_config(size: int, precision, weights, shapes_config: bool = False):
     from mrcnn.config import Config
     from mrcnn.weights import weight_file_info
+    from samples.shapes.train_shapes import FastShapesConfig
 
     info = weight_file_info(weights) if weights else None
+    base = FastShapesConfig if shapes_config else Config
 
-    class BenchConfig(Config):
+    class BenchConfig(base):
         NAME = "bench"
         NUM_CLASSES = (info and info.num_classes) or 81
-        BACKBONE = (info and info.backbone) or "resnet50"
+        BACKBONE = base.BACKBONE if shapes_config else (info and info.backbone) or "resnet50"
         GPU_COUNT = 1
         IMAGES_PER_GPU = 1
         IMAGE_MIN_DIM = size
@@ -50,10 +56,10 @@ def bench_config(size: int, precision, weights):
     return BenchConfig()
 
 
-def build(size: int, precision, weights):
+def build(size: int, precision, weights, shapes_config: bool = False):
     from mrcnn.model import MaskRCNN
 
-    model = MaskRCNN("inference", bench_config(size, precision, weights),
+    model = MaskRCNN("inference", bench_config(size, precision, weights, shapes_config),
                      model_dir="/tmp/mrcnn_bench_logs")
     if weights:
         model.load_weights(weights, by_name=True)
@@ -95,14 +101,15 @@ def timed(model, images, repeats: int) -> tuple:
     return first, times, results
 
 
-def measure(size: int, repeats: int, precision, weights, compare: bool) -> None:
+def measure(size: int, repeats: int, precision, weights, compare: bool,
+            shapes_config: bool = False, image_count: int = 8) -> None:
     name = precision or "float32"
-    model = build(size, precision, weights)
+    model = build(size, precision, weights, shapes_config)
     if weights:
         from mrcnn.datasets.shapes import ShapesDataset
 
         dataset = ShapesDataset()
-        dataset.load_shapes(8, size, size, seed=7)
+        dataset.load_shapes(image_count, size, size, seed=7)
         dataset.prepare()
         images = [dataset.load_image(i) for i in dataset.image_ids]
     else:
@@ -115,7 +122,7 @@ def measure(size: int, repeats: int, precision, weights, compare: bool) -> None:
           flush=True)
     if compare and precision:
         low = [model.detect([image])[0] for image in images]
-        reference_model = build(size, None, weights)
+        reference_model = build(size, None, weights, shapes_config)
         _, ref_times, _ = timed(reference_model, images, repeats)
         reference = [reference_model.detect([image])[0] for image in images]
         fraction, mask_iou, total = agreement(reference, low)
@@ -134,11 +141,18 @@ def main() -> None:
     parser.add_argument("--weights", metavar="PATH", help="a trained classic-layout .h5 file")
     parser.add_argument("--compare", action="store_true",
                         help="also run float32 and compare the detections")
+    parser.add_argument("--shapes-config", action="store_true",
+                        help="the shapes main job's settings (samples/shapes "
+                             "FastShapesConfig: compact backbone, small heads) for its "
+                             "weights")
+    parser.add_argument("--images", type=int, default=8,
+                        help="synthetic shapes images compared with --weights")
     parser.add_argument("--single", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     precision = f"mixed_{args.mixed_precision}" if args.mixed_precision else None
     if args.single:
-        measure(args.single, args.repeats, precision, args.weights, args.compare)
+        measure(args.single, args.repeats, precision, args.weights, args.compare,
+                args.shapes_config, args.images)
         return
     print(cpu_summary(), flush=True)
     for size in args.sizes:

@@ -63,6 +63,8 @@ def main() -> None:
     start = time.perf_counter()
     model.keras_model.train_on_batch(data[0])
     first = time.perf_counter() - start
+    # Printed at once: an emulated bfloat16 run may be stopped before its timed steps.
+    print(f"first step (tracing included): {first:.0f} s", flush=True)
     times = []
     for step in range(args.steps):
         start = time.perf_counter()

@@ -47,8 +47,12 @@ def augmentation_kind(augmentation: Any) -> str:
         :class:`mrcnn.data.Augmenter`) or "callable".
 
     Raises:
-        TypeError: the object follows none of them.
+        TypeError: the object follows none of them, or is a class rather than an instance.
     """
+    if isinstance(augmentation, type):
+        raise TypeError(
+            f"augmentation is the class {augmentation.__name__}, not an augmenter: pass an "
+            f"instance, e.g. {augmentation.__name__}().")
     if callable(getattr(augmentation, "to_deterministic", None)) and callable(
             getattr(augmentation, "augment_image", None)):
         return IMGAUG

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 
 from mrcnn import weights as weight_files
+from mrcnn.checkpoints import non_finite_weights
 from mrcnn.evaluation import (coco_results, detect_dataset, ground_truth, run_cocoeval,
                               summarize)
 
@@ -102,6 +103,9 @@ class EvaluateCallback(keras.callbacks.Callback):
         limit: evaluate the first `limit` images; None or 0 for all.
         verbose: 1 prints the values and the time each evaluation took.
 
+    An evaluation that raises (e.g. an unreadable validation image) is logged as
+    NaN values with a warning, so that the epoch's checkpoint is still written.
+
     Attributes:
         seconds: duration of the last evaluation.
     """
@@ -121,8 +125,11 @@ class EvaluateCallback(keras.callbacks.Callback):
     def evaluate(self) -> dict:
         """The four values for the detector's current weights."""
         if self._truth is None:
-            # load_mask runs once; the ground truth serves every evaluation.
-            self._truth = ground_truth(self.dataset, self.image_ids)
+            # Built once; it serves every evaluation. A dataset read from one COCO
+            # file is scored against that file (its crowds and areas), as
+            # evaluate_coco does; any other against load_mask.
+            self._truth = ground_truth(self.dataset, self.image_ids,
+                                       getattr(self.dataset, "coco_ground_truth", None))
         detections = detect_dataset(self.detector, self.dataset, self.image_ids, verbose=0)
         results = coco_results(detections, self._truth)
         stats = {t: summarize(run_cocoeval(results, self._truth, t), self._truth,
@@ -134,7 +141,16 @@ class EvaluateCallback(keras.callbacks.Callback):
             return
         start = time.perf_counter()
         copy_weights(self.model, self.detector.keras_model)
-        values = self.evaluate()
+        try:
+            values = self.evaluate()
+        except Exception as error:  # noqa: BLE001 - any failure here must not cost the epoch
+            # The epoch's checkpoint and resume state are written by the callbacks
+            # after this one: a bad validation image must not lose them.
+            warnings.warn(f"evaluation after epoch {epoch + 1} failed and is skipped "
+                          f"({type(error).__name__}: {error}); its values are logged as "
+                          "NaN and training goes on. Fix the validation dataset, or train "
+                          "without evaluate_every.", stacklevel=2)
+            values = {name: math.nan for name in EVALUATION_METRICS}
         self.seconds = time.perf_counter() - start
         if logs is not None:
             logs.update(values)
@@ -202,6 +218,9 @@ class BestCheckpoint(keras.callbacks.Callback):
         value = self.monitor.read(logs)
         if value is None or not self.monitor.improves(value):
             return
+        if non_finite_weights(self.model):
+            # Never the best: the epoch checkpoint after this callback stops the run.
+            return
         self.monitor.best, self.monitor.best_epoch = value, epoch + 1
         weight_files.save_weights(self.model, self.path)
         partial = self.record_path + ".partial"
@@ -240,7 +259,7 @@ class EarlyStop(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         value = self.monitor.read(logs)
-        if value is None:
+        if value is None or math.isnan(value):  # NaN: a skipped evaluation
             return
         if self.monitor.improves(value):
             self.monitor.best, self.monitor.best_epoch = value, epoch + 1
@@ -269,7 +288,8 @@ def best_record(model: MaskRCNN) -> dict | None:
 
 def training_callbacks(model: MaskRCNN, val_dataset: Dataset,
                        evaluate_every: int | None = None, evaluate_limit: int | None = None,
-                       early_stop: int | None = None, monitor: str | None = None) -> list:
+                       early_stop: int | None = None, monitor: str | None = None,
+                       writer: bool = True) -> list:
     """The callbacks for ``MaskRCNN.train``'s keywords, in the order they must run.
 
     Args:
@@ -281,6 +301,9 @@ def training_callbacks(model: MaskRCNN, val_dataset: Dataset,
         monitor: the value that picks the best checkpoint and stops early; default
             "val_mask_map50" with evaluation, else "val_loss". Giving any of
             `evaluate_every`, `early_stop`, `monitor` keeps the best checkpoint.
+        writer: False on the non-chief workers of a multi-worker run: no best
+            checkpoint (they still evaluate and stop early, as the chief does, so that
+            every worker runs the same steps).
 
     Returns:
         [EvaluateCallback?, BestCheckpoint?, EarlyStop?], empty without keywords.
@@ -300,7 +323,8 @@ def training_callbacks(model: MaskRCNN, val_dataset: Dataset,
     if evaluating:
         callbacks.append(EvaluateCallback(inference_twin(model), val_dataset, evaluate_every,
                                           evaluate_limit))
-    callbacks.append(BestCheckpoint(best_checkpoint_path(model), monitor))
+    if writer:
+        callbacks.append(BestCheckpoint(best_checkpoint_path(model), monitor))
     if early_stop is not None:
         callbacks.append(EarlyStop(monitor, early_stop))
     return callbacks

@@ -17,15 +17,19 @@ directory. A run whose last stage finished is not resumed.
 """
 from __future__ import annotations
 
-import glob
+import functools
 import json
 import logging
 import math
 import os
+import re
+import zipfile
 
 import h5py
 import keras
 import numpy as np
+
+from mrcnn.distribute import is_chief
 
 __all__ = ["STATE_FILE", "NonFiniteLossError", "StopOnNonFiniteLoss", "TrainingRun",
            "StateSaver", "non_finite_weights", "checkpoint_problem", "config_fingerprint"]
@@ -34,6 +38,34 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.npz"
 STATE_VERSION = 1
+# A run folder is <name><timestamp>: datetime's format and the regex that reads it.
+RUN_TIMESTAMP = "%Y%m%dT%H%M"
+RUN_TIMESTAMP_RE = r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})"
+
+
+def run_name(config) -> str:
+    """The lower-case NAME that a config's run folders and checkpoints carry."""
+    return (config.NAME or "mrcnn").lower()
+
+
+def checkpoint_file(name: str, epoch: int | str) -> str:
+    """``mask_rcnn_<name>_NNNN.h5``, the checkpoint of 1-based `epoch` (or a template
+    when `epoch` is a format field such as "{epoch:04d}")."""
+    number = epoch if isinstance(epoch, str) else f"{int(epoch):04d}"
+    return f"mask_rcnn_{name}_{number}.h5"
+
+
+def training_runs(model_dir: str, name: str) -> list[str]:
+    """The run folders ``<name>YYYYmmddTHHMM`` of `model_dir`, oldest first.
+
+    Only exact matches count: the runs of a config named "shapes_small" are not
+    runs of "shapes".
+    """
+    if not os.path.isdir(model_dir):
+        return []
+    pattern = re.compile(re.escape(name) + RUN_TIMESTAMP_RE)
+    return sorted(entry.path for entry in os.scandir(model_dir)
+                  if entry.is_dir() and pattern.fullmatch(entry.name))
 
 
 class NonFiniteLossError(RuntimeError):
@@ -69,15 +101,25 @@ def config_fingerprint(config) -> str:
     """The config's settings as JSON: equal for the same config, in any process.
 
     Objects with ``get_config`` (loss factories' results, Keras losses) count by class and
-    config, so that a changed hyper-parameter is a changed config; functions by name.
+    config, so that a changed hyper-parameter is a changed config; functions by name,
+    ``functools.partial`` objects by function and arguments, other callable objects by
+    class and attributes.
     """
     def plain(value):
         if hasattr(value, "get_config") and not isinstance(value, type):
             kind = type(value)
             return {"class": f"{kind.__module__}.{kind.__qualname__}",
                     "config": value.get_config()}
+        if isinstance(value, functools.partial):
+            return {"partial": value.func, "args": list(value.args),
+                    "keywords": dict(value.keywords)}
+        if callable(value) and hasattr(value, "__qualname__"):  # functions, classes
+            return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
         if callable(value):
-            return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', value)}"
+            # A callable instance: its class and attributes (its repr holds an address).
+            kind = type(value)
+            return {"class": f"{kind.__module__}.{kind.__qualname__}",
+                    "state": dict(vars(value)) if hasattr(value, "__dict__") else None}
         if isinstance(value, np.ndarray):
             return value.tolist()
         return repr(value)
@@ -169,9 +211,7 @@ class TrainingRun:
     def _find_interrupted(self):
         """(run directory, meta, arrays) of the run to continue, or None."""
         model = self.model
-        name = (model.config.NAME or "mrcnn").lower()
-        runs = sorted(d for d in glob.glob(os.path.join(model.model_dir, name + "*"))
-                      if os.path.isdir(d))
+        runs = training_runs(model.model_dir, run_name(model.config))
         # The log directory set by load_weights(...) first, else the latest run only: an
         # older interrupted run behind a newer one is history, not work in flight.
         for run_dir in dict.fromkeys([model.log_dir] + runs[-1:]):
@@ -184,7 +224,7 @@ class TrainingRun:
                     if not meta.get("running"):
                         continue
                     arrays = {key: data[key] for key in data.files if key != "meta"}
-            except (OSError, ValueError, KeyError) as err:
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
                 logger.warning("Ignoring the unreadable training state %s: %s", path, err)
                 continue
             if meta.get("version") != STATE_VERSION:
@@ -205,21 +245,28 @@ class TrainingRun:
         index = stages.index(self.stage)
         running = meta["stage"]
         model = self.model
-        name = (model.config.NAME or "mrcnn").lower()
+        # The process can die after the stage's last state save and before finish():
+        # that stage is done, and its weights are the saved ones.
+        finished = (index == running and meta["step"] == 0
+                    and meta["epoch"] >= self.stage["epochs"])
         if index < running:
             self.action, self.epoch = "skip", self.stage["epochs"]
         elif index == running:
-            self.action, self.epoch, self.step = "resume", meta["epoch"], meta["step"]
-            self.seed = meta["seed"]
+            self.action = "skip" if finished else "resume"
+            self.epoch, self.step, self.seed = meta["epoch"], meta["step"], meta["seed"]
             weights = [arrays[f"w{i}"] for i in range(meta["num_weights"])]
             _assign(model.keras_model.weights, weights, run_dir)
-            if meta["optimizer_stage"] == index:
+            if meta["optimizer_stage"] == index and not finished:
                 self._optimizer_values = [arrays[f"o{i}"] for i in range(meta["num_optimizer"])]
         else:
             return
         self.stages, self._index = stages, index
         # set_log_dir reads the run directory and the epoch from a checkpoint path.
-        model.set_log_dir(os.path.join(run_dir, f"mask_rcnn_{name}_{self.epoch:04d}.h5"))
+        model.set_log_dir(os.path.join(run_dir, checkpoint_file(run_name(model.config),
+                                                                self.epoch)))
+        if finished:
+            # A later train() call of this process continues the same run.
+            model._run_stages = (model.log_dir, stages[:index + 1])
 
     # ------------------------------------------------------------ saving
 
@@ -232,13 +279,22 @@ class TrainingRun:
         if self._optimizer_values is None:
             return
         optimizer = keras_model.optimizer
-        optimizer.build(keras_model.trainable_variables)
+        # Under a strategy the optimizer's slots are created beside the mirrored weights,
+        # which TensorFlow allows only inside its scope.
+        with self.model.strategy.scope():
+            optimizer.build(keras_model.trainable_variables)
         _assign(optimizer.variables, self._optimizer_values, self.path)
         self._optimizer_values = None
 
     def save(self, keras_model: keras.Model, epoch: int, step: int, seed: int,
              running: bool = True) -> bool:
-        """Writes the state: weights, optimizer, position. False if weights are not finite."""
+        """Writes the state: weights, optimizer, position. False if weights are not finite.
+
+        Under a multi-worker strategy only the chief writes (the other workers hold the
+        same weights); the others write nothing and return True.
+        """
+        if not is_chief(self.model.strategy):
+            return True
         # A finished run keeps only its record: its weights are in the .h5 checkpoints.
         weights = [w.numpy() for w in keras_model.weights] if running else []
         if not all(np.isfinite(w).all() for w in weights):
@@ -314,11 +370,15 @@ class StateSaver(keras.callbacks.Callback):
 
 def _assign(variables, values, source: str) -> None:
     """Assigns all values or none; a mismatch raises naming `source`."""
-    if len(variables) != len(values) or any(
-            tuple(v.shape) != np.shape(x) for v, x in zip(variables, values)):
+    if len(variables) != len(values):
+        problem = f"{len(values)} saved arrays for {len(variables)} variables"
+    else:
+        problem = next((f"{v.path} has shape {tuple(v.shape)}, the saved array "
+                        f"{np.shape(x)}" for v, x in zip(variables, values)
+                        if tuple(v.shape) != np.shape(x)), None)
+    if problem:
         raise ValueError(
-            f"The training state in {source} does not fit this model ({len(values)} saved "
-            f"arrays for {len(variables)} variables). Was the model changed? Pass "
-            "resume=False to train() to start a new run.")
+            f"The training state in {source} does not fit this model ({problem}). Was the "
+            "model changed? Pass resume=False to train() to start a new run.")
     for variable, value in zip(variables, values):
         variable.assign(value)

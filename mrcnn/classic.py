@@ -23,7 +23,7 @@ from mrcnn.anchors import compute_backbone_shapes
 from mrcnn.boxes import box_refinement, compute_overlaps
 from mrcnn.config import Config
 from mrcnn.graph import box_ops, layers as graph_layers, losses
-from mrcnn.graph.backbone import resnet_graph as _resnet_graph
+from mrcnn.graph.backbone import _bottleneck, resnet_graph as _resnet_graph
 from mrcnn.graph.detection import DetectionLayer as _DetectionLayer
 from mrcnn.graph.heads import classifier_head, mask_head
 from mrcnn.graph.proposals import ProposalLayer as _ProposalLayer
@@ -41,7 +41,8 @@ __all__ = [
     "compose_image_meta", "parse_image_meta", "parse_image_meta_graph",
     "compute_backbone_shapes", "norm_boxes_graph", "denorm_boxes_graph",
     "apply_box_deltas_graph", "clip_boxes_graph", "overlaps_graph", "log2_graph",
-    "trim_zeros_graph", "batch_slice",
+    "trim_zeros_graph", "batch_slice", "batch_pack_graph", "smooth_l1_loss",
+    "identity_block", "conv_block", "refine_detections_graph", "detection_targets_graph",
     "BatchNorm", "ProposalLayer", "PyramidROIAlign", "DetectionTargetLayer", "DetectionLayer",
     "resnet_graph", "rpn_graph", "build_rpn_model", "fpn_classifier_graph",
     "build_fpn_mask_graph",
@@ -384,6 +385,62 @@ def batch_slice(inputs, graph_fn: Callable, batch_size: int, names=None):
     return stacked[0] if len(stacked) == 1 else stacked
 
 
+def batch_pack_graph(x, counts, num_rows: int):
+    """The first ``counts[i]`` entries of each row ``x[i]``, concatenated.
+
+    Args:
+        x: [num_rows, N, ...].
+        counts: [num_rows] int.
+        num_rows: the static number of rows.
+
+    Returns:
+        [sum(counts), ...].
+    """
+    return tf.concat([x[i, :counts[i]] for i in range(num_rows)], axis=0)
+
+
+def smooth_l1_loss(y_true, y_pred):
+    """Element-wise smooth-L1 (Huber with threshold 1) of ``y_true - y_pred``, any shape."""
+    return losses.smooth_l1(y_true - y_pred)
+
+
+def detection_targets_graph(proposals, gt_class_ids, gt_boxes, gt_masks, config: Config):
+    """The training targets of one image, as ``DetectionTargetLayer(config)`` computes
+    them per image.
+
+    Args:
+        proposals: [N, (y1, x1, y2, x2)] normalized, zero-padded.
+        gt_class_ids: [MAX_GT_INSTANCES] int, zero-padded, negative for crowds.
+        gt_boxes: [MAX_GT_INSTANCES, (y1, x1, y2, x2)] normalized, zero-padded.
+        gt_masks: [h, w, MAX_GT_INSTANCES] bool (mini masks when USE_MINI_MASK).
+
+    Returns:
+        rois [TRAIN_ROIS_PER_IMAGE, 4], class_ids [TRAIN_ROIS_PER_IMAGE] int32, deltas
+        [TRAIN_ROIS_PER_IMAGE, 4] and masks [TRAIN_ROIS_PER_IMAGE, mask_h, mask_w],
+        positives first, zero-padded.
+    """
+    return DetectionTargetLayer(config)._image_targets(
+        tf.cast(proposals, tf.float32), tf.cast(gt_class_ids, tf.int32),
+        tf.cast(gt_boxes, tf.float32), gt_masks)
+
+
+def refine_detections_graph(rois, probs, deltas, window, config: Config):
+    """The detections of one image, as ``DetectionLayer(config)`` computes them per image.
+
+    Args:
+        rois: [N, (y1, x1, y2, x2)] normalized.
+        probs: [N, NUM_CLASSES] class probabilities.
+        deltas: [N, NUM_CLASSES, 4] class-specific box deltas.
+        window: (y1, x1, y2, x2) normalized image window.
+
+    Returns:
+        [DETECTION_MAX_INSTANCES, (y1, x1, y2, x2, class_id, score)], zero-padded.
+    """
+    return DetectionLayer(config)._refine(
+        tf.cast(rois, tf.float32), tf.cast(probs, tf.float32), tf.cast(deltas, tf.float32),
+        tf.cast(window, tf.float32))
+
+
 # ------------------------------------------------------------------ layers
 
 class BatchNorm(graph_layers.BatchNorm):
@@ -447,6 +504,40 @@ def resnet_graph(input_image, architecture: str, stage5: bool = False, train_bn:
         [C1, C2, C3, C4, C5]; C5 is None without stage5.
     """
     return _resnet_graph(input_image, architecture, stage5=stage5, train_bn=train_bn)
+
+
+def identity_block(input_tensor, kernel_size: int, filters, stage: int, block: str,
+                   use_bias: bool = True, train_bn: bool = True):
+    """The classic ResNet block whose shortcut is the input (1x1, kxk, 1x1 convolutions).
+
+    Args:
+        input_tensor: [B, H, W, filters[2]] features.
+        kernel_size: of the middle convolution.
+        filters: (f1, f2, f3) channels of the three convolutions.
+        stage, block: in the layer names, e.g. ``res2b_branch2a``.
+        use_bias, train_bn: convolution biases; BatchNorm mode.
+
+    Returns:
+        [B, H, W, filters[2]] features.
+    """
+    return _bottleneck(input_tensor, tuple(filters), stage, block, 1, False, train_bn,
+                       kernel_size, use_bias)
+
+
+def conv_block(input_tensor, kernel_size: int, filters, stage: int, block: str,
+               strides=(2, 2), use_bias: bool = True, train_bn: bool = True):
+    """The classic ResNet block with a projection shortcut (a strided 1x1 convolution).
+
+    Args:
+        input_tensor: [B, H, W, C] features.
+        kernel_size, filters, stage, block, use_bias, train_bn: as :func:`identity_block`.
+        strides: of the first convolution and of the shortcut (an int or a pair).
+
+    Returns:
+        [B, H / strides, W / strides, filters[2]] features.
+    """
+    return _bottleneck(input_tensor, tuple(filters), stage, block, strides, True, train_bn,
+                       kernel_size, use_bias)
 
 
 def rpn_graph(feature_map, anchors_per_location: int, anchor_stride: int):

@@ -119,11 +119,19 @@ class CocoDataset(Dataset):
             extra = {"coco_url": image["coco_url"]} if "coco_url" in image else {}
             self.add_image("coco", image_id=coco_id, path=path, width=int(image["width"]),
                            height=int(image["height"]), annotations=annotations, **extra)
+        self._coco_files = getattr(self, "_coco_files", []) + [coco]
         if missing:
             warnings.warn(f"skip_unreadable: dropped {len(missing)} of {len(coco.imgs)} images "
                           f"of {json_path} whose file does not exist, e.g. "
                           f"{', '.join(missing[:3])}", stacklevel=2)
         return coco if return_coco else None
+
+    @property
+    def coco_ground_truth(self) -> COCO | None:
+        """The ``COCO`` object of the one annotations file loaded, None after several
+        files (or none): training-time evaluation scores against it."""
+        files = getattr(self, "_coco_files", [])
+        return files[0] if len(files) == 1 else None
 
     def annToRLE(self, ann: dict, height: int, width: int) -> dict | None:  # noqa: N802
         """Compressed RLE of an annotation's segmentation (classic name).

@@ -190,6 +190,9 @@ class Config:
     # BatchNorm mode: False freezes it (inference statistics, the default for
     # small batches), True always uses batch statistics, None follows training.
     TRAIN_BN = False
+    # With TRAIN_BN under a multi-replica strategy: True computes the batch statistics
+    # over the global batch (synchronized across replicas) rather than per replica.
+    SYNC_BATCH_NORM = False
 
     # Gradients are clipped to this global norm.
     GRADIENT_CLIP_NORM = 5.0
@@ -314,6 +317,8 @@ class Config:
                  f"{', '.join(map(repr, MIXED_PRECISION_POLICIES))}.")
         if self.TRAIN_BN not in (True, False, None):
             fail("TRAIN_BN", f"is {self.TRAIN_BN!r}", "Use False, True or None.")
+        if self.SYNC_BATCH_NORM not in (True, False):
+            fail("SYNC_BATCH_NORM", f"is {self.SYNC_BATCH_NORM!r}", "Use False or True.")
 
     def to_dict(self) -> dict:
         """Every UPPER_CASE setting, derived ones included, by name."""

@@ -8,7 +8,7 @@ then work from them::
     detections = detect_dataset(model, dataset, limit=50)
     truth = ground_truth(dataset, [d.image_id for d in detections])   # any Dataset
     for eval_type in ("bbox", "segm"):
-        stats = score_detections(detections, truth, dataset, eval_type)
+        stats = score_detections(detections, truth, dataset.class_names, eval_type)
 
 The ground truth is either the pycocotools ``COCO`` object of a COCO-format
 dataset or, for any other :class:`~mrcnn.dataset.Dataset`, one built in memory
@@ -255,8 +255,11 @@ def run_cocoeval(results: list[dict], truth: GroundTruth, eval_type: str,
         raise ValueError(f"eval_type must be 'bbox' or 'segm', got {eval_type!r}")
     with _quiet(not verbose):
         # loadRes cannot take an empty list; scoring an empty result set gives the true zeros.
-        # It also adds fields (id, area) to the results: give it copies.
-        loaded = (truth.coco.loadRes([dict(r) for r in results]) if results
+        # It also adds fields (id, area) to the results: give it copies. Given a bbox it
+        # takes the box's area, which would put masks in the size ranges of their boxes.
+        dropped = ("bbox",) if eval_type == "segm" else ()
+        loaded = (truth.coco.loadRes([{k: v for k, v in r.items() if k not in dropped}
+                                      for r in results]) if results
                   else _empty_results(truth.coco))
         evaluator = COCOeval(truth.coco, loaded, eval_type)
         evaluator.params.imgIds = list(truth.image_ids.values())

@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from mrcnn import config_presets
 from mrcnn.anchors import generate_anchors
-from mrcnn.config import Config
+from mrcnn.config import IMAGE_DIVISOR, Config
 from mrcnn.graph import box_ops
 
 __all__ = ["export_saved_model", "check_export_dir", "detect_image", "resize_like_skimage",
@@ -74,7 +74,9 @@ def resize_like_skimage(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -
 
     tf.image.resize clamps samples at the border; scikit-image's ``mode="constant"``
     blends them with zeros, and differs in the last bit elsewhere. This computes the
-    same float64 sums in the same order, so that the two agree bit for bit.
+    same float64 sums in the same order, so that the two agree bit for bit, then
+    clips to the input's range as ``clip=True`` does (for the non-negative images
+    and mask probabilities given here the zero fill never widens that range).
 
     Args:
         image: [H, W, C] image of any real dtype.
@@ -90,10 +92,13 @@ def resize_like_skimage(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -
     col_low, col_high = col_low[None, :, None], col_high[None, :, None]
     top, bottom = tf.gather(padded, rows), tf.gather(padded, rows + 1)
     # scipy's order: corners row-major, each value times the row then the column weight.
-    return (((tf.gather(top, cols, axis=1) * row_low * col_low
-              + tf.gather(top, cols + 1, axis=1) * row_low * col_high)
-             + tf.gather(bottom, cols, axis=1) * row_high * col_low)
-            + tf.gather(bottom, cols + 1, axis=1) * row_high * col_high)
+    resized = (((tf.gather(top, cols, axis=1) * row_low * col_low
+                 + tf.gather(top, cols + 1, axis=1) * row_low * col_high)
+                + tf.gather(bottom, cols, axis=1) * row_high * col_low)
+               + tf.gather(bottom, cols + 1, axis=1) * row_high * col_high)
+    # Border pixels blended with the zero fill come back up to the input's minimum.
+    values = padded[1:-1, 1:-1]
+    return tf.clip_by_value(resized, tf.reduce_min(values), tf.reduce_max(values))
 
 
 def _centred_pad(size: tf.Tensor, target: tf.Tensor):
@@ -136,8 +141,10 @@ def resize_and_pad(image: tf.Tensor, mode: str, min_dim: int, max_dim: int,
     if mode == "square":
         target_height = target_width = tf.constant(max_dim, tf.int32)
     else:
-        # -size % 64 is the distance to the next multiple of 64.
-        target_height, target_width = height + -height % 64, width + -width % 64
+        # config.divisible_size in the graph: -size % D is the distance to the next
+        # multiple of D.
+        target_height = height + -height % IMAGE_DIVISOR
+        target_width = width + -width % IMAGE_DIVISOR
     top, bottom = _centred_pad(height, target_height)
     left, right = _centred_pad(width, target_width)
     image = tf.pad(image, [[top, bottom], [left, right], [0, 0]])

@@ -17,8 +17,8 @@ when ``ASSOCIATION_EMBEDDING_SIZE`` turns the association head on) to
 
 - a name: ``"classic"``, ``"focal"``, ``"smooth_l1"``, ``"dice"``,
   ``"bce_dice"``, ``"triplet_semihard"``, ``"triplet_batch_hard"`` (default
-  hyper-parameters; "classic" for ``mrcnn_assoc_loss`` is ``triplet_batch_hard()``), optionally with hyper-parameters
-  as ``"focal:gamma=2,alpha=0.25"`` or ``"class_weighted:weights=[1,2,2,1]"``;
+  hyper-parameters; "classic" for ``mrcnn_assoc_loss`` is ``triplet_batch_hard()``),
+  optionally with hyper-parameters as ``"focal:gamma=2,alpha=0.25"`` or ``"class_weighted:weights=[1,2,2,1]"``;
 - what a factory of this module returns (``focal(...)`` etc.);
 - a ``keras.losses.Loss`` instance, applied to the head's counted elements:
   one-hot targets and softmax probabilities of the counted anchors / ROIs for

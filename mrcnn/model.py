@@ -24,9 +24,12 @@ import tensorflow as tf
 from mrcnn import weights as weight_files
 from mrcnn.anchors import config_anchors
 from mrcnn.boxes import denorm_boxes, norm_boxes
+from mrcnn.augmentation import augmentation_kind
 from mrcnn.callbacks import training_callbacks
-from mrcnn.checkpoints import (NonFiniteLossError, StateSaver, StopOnNonFiniteLoss,
-                               TrainingRun, checkpoint_problem, non_finite_weights)
+from mrcnn.checkpoints import (RUN_TIMESTAMP, RUN_TIMESTAMP_RE, STATE_FILE,
+                               NonFiniteLossError, StateSaver, StopOnNonFiniteLoss,
+                               TrainingRun, checkpoint_file, checkpoint_problem,
+                               non_finite_weights, run_name, training_runs)
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator, check_instance_ids, sequence_runs
 from mrcnn import distribute
@@ -42,13 +45,15 @@ from mrcnn.resources import WEIGHTS_DIR
 # modellib.data_generator, the layer classes, ...), for classic code; see mrcnn.classic.
 from mrcnn.classic import (  # noqa: F401  (re-exported)
     BatchNorm, DetectionLayer, DetectionTargetLayer, ProposalLayer, PyramidROIAlign,
-    apply_box_deltas_graph, batch_slice, build_detection_targets, build_fpn_mask_graph,
-    build_rpn_model, build_rpn_targets, clip_boxes_graph, compute_backbone_shapes,
-    data_generator, denorm_boxes_graph,
-    fpn_classifier_graph, generate_random_rois, load_image_gt, log, log2_graph,
+    apply_box_deltas_graph, batch_pack_graph, batch_slice, build_detection_targets,
+    build_fpn_mask_graph, build_rpn_model, build_rpn_targets, clip_boxes_graph,
+    compute_backbone_shapes, conv_block, data_generator, denorm_boxes_graph,
+    detection_targets_graph,
+    fpn_classifier_graph, generate_random_rois, identity_block, load_image_gt, log, log2_graph,
     mrcnn_bbox_loss_graph, mrcnn_class_loss_graph, mrcnn_mask_loss_graph, norm_boxes_graph,
     overlaps_graph, parse_image_meta, parse_image_meta_graph, resnet_graph, rpn_bbox_loss_graph,
-    rpn_class_loss_graph, rpn_graph, trim_zeros_graph, unmold_image)
+    refine_detections_graph, rpn_class_loss_graph, rpn_graph, smooth_l1_loss,
+    trim_zeros_graph, unmold_image)
 
 # The classic `layers` presets of train(): regexes over the layer names.
 LAYER_PRESETS = {
@@ -321,9 +326,10 @@ class MaskRCNN:
     def export(self, export_dir: str, class_names=None) -> str:
         """Writes a TensorFlow SavedModel doing all of detect() on one raw image.
 
-        Its ``serving_default`` signature takes uint8 ``image`` [H, W, 3] of any size and
-        returns rois, class_ids, scores, masks [H, W, N] and class_names; it loads with
-        TensorFlow alone (see mrcnn.export for the signatures).
+        Its ``serving_default`` signature takes uint8 ``image`` [H, W,
+        IMAGE_CHANNEL_COUNT] of any size and returns rois, class_ids, scores, masks
+        [H, W, N] and class_names; it loads with TensorFlow alone (see mrcnn.export for
+        the signatures).
 
         Args:
             export_dir: a new (or empty) folder.
@@ -512,12 +518,16 @@ class MaskRCNN:
             raise RuntimeError("train() needs a model created with mode='training'.")
         layer_regex = LAYER_PRESETS.get(layers, layers)
         self._check_training(train_dataset, val_dataset, layers, layer_regex)
+        if augmentation is not None:
+            augmentation_kind(augmentation)  # TypeError now, not at the first batch
         run = TrainingRun(self, {"layers": layers, "learning_rate": float(learning_rate),
                                  "epochs": int(epochs)}, resume)
         if run.action == "skip":
             print(f"Stage {layers!r} to epoch {epochs} already done in {self.log_dir}: "
                   "skipped (resuming an interrupted run).")
-            return keras.callbacks.History()
+            history = keras.callbacks.History()
+            history.on_train_begin()  # epoch [] and history {}: nothing trained here
+            return history
         if self.epoch >= epochs:
             raise ValueError(f"The model is at epoch {self.epoch} already; epochs is the epoch "
                              f"to reach, so pass more than {self.epoch}.")
@@ -526,13 +536,17 @@ class MaskRCNN:
                                       augmentation=augmentation,
                                       no_augmentation_sources=no_augmentation_sources,
                                       steps_per_epoch=self.config.STEPS_PER_EPOCH,
-                                      workers=workers, seed=run.seed)
+                                      workers=workers,
+                                      seed=distribute.shared_seed(self.strategy, run.seed))
         # The epoch's batches are those an uninterrupted run would draw.
         train_batches.start_at(self.epoch, run.step)
         val_batches = DataGenerator(val_dataset, self.config, shuffle=True,
                                     steps_per_epoch=self.config.VALIDATION_STEPS,
-                                    workers=workers)
-        os.makedirs(self.log_dir, exist_ok=True)
+                                    workers=workers,
+                                    seed=distribute.shared_seed(self.strategy, None))
+        chief = is_chief(self.strategy)
+        if chief:
+            os.makedirs(self.log_dir, exist_ok=True)
         steps = self.config.STEPS_PER_EPOCH
         stop_on_nan = StopOnNonFiniteLoss(steps, run.step)
         saver = StateSaver(run, self.config.TRAIN_STATE_STEPS, run.step)
@@ -540,11 +554,11 @@ class MaskRCNN:
         writers = ([keras.callbacks.TensorBoard(self.log_dir, histogram_freq=0,
                                                 write_graph=False),
                     ClassicCheckpoint(self.checkpoint_path), saver]
-                   if is_chief(self.strategy) else [])
+                   if chief else [])
         callbacks = [stop_on_nan] + writers + list(custom_callbacks or [])
         # The evaluation writes into the epoch's logs: it runs before the others read them.
         callbacks = training_callbacks(self, val_dataset, evaluate_every, evaluate_limit,
-                                       early_stop, monitor) + callbacks
+                                       early_stop, monitor, writer=chief) + callbacks
         start = f"step {run.step} of epoch {self.epoch + 1}" if run.step else f"epoch {self.epoch}"
         print(f"{'Resuming' if run.action == 'resume' else 'Starting'} at {start}. "
               f"LR={learning_rate}\nCheckpoint path: {self.checkpoint_path}")
@@ -555,8 +569,9 @@ class MaskRCNN:
         if verbose is None:
             verbose = 1 if sys.stdout.isatty() else 2
         fit = functools.partial(
-            self.keras_model.fit, train_batches, callbacks=callbacks,
-            validation_data=val_batches, validation_steps=self.config.VALIDATION_STEPS,
+            self.keras_model.fit, distribute.fit_batches(self.strategy, train_batches),
+            callbacks=callbacks,
+            validation_data=distribute.fit_batches(self.strategy, val_batches), validation_steps=self.config.VALIDATION_STEPS,
             # The generators reshuffle themselves, reproducibly; Keras's own
             # shuffle of batch indices would use Python's global random state.
             shuffle=False, verbose=verbose)
@@ -663,17 +678,17 @@ class MaskRCNN:
         """
         self.epoch = 0
         now = datetime.datetime.now()
-        name = (self.config.NAME or "mrcnn").lower()
+        name = run_name(self.config)
         if model_path:
-            pattern = (r".*[/\\]" + re.escape(name) +
-                       r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask_rcnn_[\w-]+_(\d{4})\.h5$")
+            pattern = (r".*[/\\]" + re.escape(name) + RUN_TIMESTAMP_RE +
+                       r"[/\\]mask_rcnn_[\w-]+_(\d{4})\.h5$")
             match = re.match(pattern, model_path)
             if match:
                 now = datetime.datetime(*map(int, match.groups()[:5]))
                 self.epoch = int(match.group(6))
-        self.log_dir = os.path.join(self.model_dir, f"{name}{now:%Y%m%dT%H%M}")
+        self.log_dir = os.path.join(self.model_dir, f"{name}{now:{RUN_TIMESTAMP}}")
         # Keras fills in {epoch}; the 4 digits keep checkpoints sorted by name.
-        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+        self.checkpoint_path = os.path.join(self.log_dir, checkpoint_file(name, "{epoch:04d}"))
 
     def find_last(self) -> str:
         """Path of the last sound checkpoint of the last training run of this config.
@@ -684,9 +699,8 @@ class MaskRCNN:
         Raises:
             FileNotFoundError: no run or no sound checkpoint in model_dir.
         """
-        name = (self.config.NAME or "mrcnn").lower()
-        runs = sorted(d for d in glob.glob(os.path.join(self.model_dir, name + "*"))
-                      if os.path.isdir(d))
+        name = run_name(self.config)
+        runs = training_runs(self.model_dir, name)
         if not runs:
             raise FileNotFoundError(
                 f"No training run of {name!r} in {self.model_dir!r}: expected a directory "
@@ -695,7 +709,11 @@ class MaskRCNN:
         checkpoints = sorted(p for p in glob.glob(os.path.join(runs[-1], "mask_rcnn*.h5"))
                              if re.search(r"_\d{4}\.h5$", p))
         if not checkpoints:
-            raise FileNotFoundError(f"No checkpoint mask_rcnn*.h5 in {runs[-1]!r}.")
+            interrupted = os.path.isfile(os.path.join(runs[-1], STATE_FILE))
+            raise FileNotFoundError(
+                f"No checkpoint mask_rcnn*.h5 in {runs[-1]!r}." + (
+                    " It holds the training state of a run interrupted in its first epoch: "
+                    "call the same train() again to resume it." if interrupted else ""))
         rejected = []
         for path in reversed(checkpoints):
             problem = checkpoint_problem(path)

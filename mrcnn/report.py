@@ -107,6 +107,12 @@ def confusion_matrix(detections: Sequence[ImageDetections], truth: GroundTruth,
         gt_class_ids, gt_rles, gt_crowd = truth.instances(image.image_id)
         keep = np.flatnonzero(image.scores >= min_score)
         pred_class_ids = image.class_ids[keep]
+        if pred_class_ids.size and pred_class_ids.max() >= num_classes:
+            raise ValueError(
+                f"a detection of image {image.image_id} has class id "
+                f"{int(pred_class_ids.max())} but the dataset has {num_classes} classes: "
+                "the model's NUM_CLASSES is larger than the dataset's; evaluate on the "
+                "dataset (classes) that the model was trained for.")
         pred_match, gt_match = match_instances(gt_rles, gt_crowd,
                                                [image.rles[k] for k in keep],
                                                image.scores[keep], iou_threshold)
@@ -125,9 +131,10 @@ def confusion_matrix(detections: Sequence[ImageDetections], truth: GroundTruth,
 
 
 def save_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], csv_path: str,
-                          png_path: str) -> None:
+                          png_path: str, iou_threshold: float = 0.5) -> None:
     """Writes the matrix as CSV (a header row and a first column of class names,
-    "background" first) and as a PNG heat map with the counts."""
+    "background" first) and as a PNG heat map with the counts, titled with the
+    `iou_threshold` that matched the instances."""
     names = ["background" if k == 0 else name for k, name in enumerate(class_names)]
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -149,7 +156,7 @@ def save_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], csv_pa
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("confusion matrix (mask IoU >= 0.5)")
+    ax.set_title(f"confusion matrix (mask IoU >= {iou_threshold:g})")
     fig.tight_layout()
     fig.savefig(png_path)
 
@@ -256,7 +263,7 @@ def write_report(dataset: Dataset, detections: Sequence[ImageDetections],
     confusion = confusion_matrix(detections, truth, dataset.num_classes, iou_threshold,
                                  min_score, verbose)
     save_confusion_matrix(confusion.matrix, dataset.class_names, paths["confusion_csv"],
-                          paths["confusion_png"])
+                          paths["confusion_png"], iou_threshold)
     save_precision_recall(evaluator, truth, dataset.class_names, paths["pr_curves_png"])
     drawn = save_worst_images(dataset, detections, truth, confusion.errors,
                               paths["worst_png"], worst, min_score)

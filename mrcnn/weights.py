@@ -321,6 +321,9 @@ def save_weights(model: keras.Model, filepath: str) -> None:
                                                    dtype="S")
             for name, variable in zip(names, layer.weights):
                 group.create_dataset(name, data=variable.numpy())
+    # On disk before the rename, so that a power loss leaves the old file or the new one.
+    with open(partial, "rb+") as written:
+        os.fsync(written.fileno())
     os.replace(partial, filepath)
 
 

@@ -1,11 +1,15 @@
 """One training step on one device and on two logical CPU replicas, compared.
 
 Run by tests/test_distribute.py in its own process: the logical devices must be
-set before TensorFlow initializes its devices. Usage: mirrored_step.py LOG_DIR SEED. Prints one JSON line: {"logs": [one
-device's, two replicas'], "max_weight_rel": largest |w1 - w2| / max |w1| over the
-weight tensors, "changed": tensors the step changed, "weights", "replicas"}.
+set before TensorFlow initializes its devices. Usage: mirrored_step.py LOG_DIR SEED.
+Prints one JSON line: {"logs": [one device's, two replicas'], "max_weight_rel":
+largest |w1 - w2| / max |w1| over the weight tensors, "changed": tensors the step
+changed, "weights", "replicas", "detected": detect()'s keys per image, "fit": the
+History of a two-step MaskRCNN.train() on the two replicas, "checkpoints": the
+files it wrote}.
 """
 import json
+import os
 import sys
 
 import tensorflow as tf
@@ -13,6 +17,14 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+# Deterministic kernels, so that a difference is the strategy's and not the thread
+# scheduling's: without this, CPU kernels may sum partial results in the order their
+# threads finish, and a bias whose gradient is a near-cancelling sum then differs
+# by far more than 1e-5 relative between two runs of the same step. (StepConfig
+# keeps every proposal, so the ROI sampling's shuffles only reorder ROIs.) Needs
+# the seeds, set below.
+tf.config.experimental.enable_op_determinism()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -64,10 +76,15 @@ def main(logdir):
     # detect() on a model built under the strategy (mirrored variables).
     detector = MaskRCNN("inference", StepConfig(), logdir, strategy=mirrored)
     detected = detector.detect([dataset.load_image(0), dataset.load_image(1)])
+    # fit() on the replicas: the bool gt masks travel as distribute.REDUCIBLE_BOOL_DTYPE.
+    history = two.train(dataset, dataset, learning_rate=0.01, epochs=1, layers="heads",
+                        workers=1, verbose=0)
+    written = sorted(name for _, _, names in os.walk(two.log_dir) for name in names)
     print(json.dumps({"logs": [logs_one, logs_two], "max_weight_rel": rel,
                       "changed": changed, "weights": len(initial),
                       "detected": [sorted(r) for r in detected],
-                      "replicas": mirrored.num_replicas_in_sync}))
+                      "replicas": mirrored.num_replicas_in_sync,
+                      "fit": history.history, "checkpoints": written}))
 
 
 if __name__ == "__main__":

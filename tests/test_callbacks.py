@@ -41,6 +41,7 @@ def small_model():
     ([0.1, 0.3, 0.2, 0.35, 0.3, 0.3], 2, 6),    # 4 improves, so 6 is two after it
     ([0.1, 0.2, 0.3, 0.4], 1, None),            # always improving
     ([0.5, None, 0.4, None, 0.4], 3, 5),        # epochs without a value still count
+    ([float("nan"), 0.2, 0.1, 0.1], 2, 4),      # a failed (NaN) first evaluation is skipped
 ])
 def test_early_stop_after_patience_epochs_without_improvement(small_model, values,
                                                               patience, stopped):
@@ -78,6 +79,14 @@ def test_best_checkpoint_is_the_argmax_of_the_monitored_value(small_model, tmp_p
     assert json.loads((tmp_path / "mask_rcnn_x_best.json").read_text()) == record
 
 
+def test_non_finite_weights_are_never_the_best_checkpoint(small_model, tmp_path):
+    best = callbacks.BestCheckpoint(str(tmp_path / "b.h5"), "val_mask_map50", verbose=0)
+    best.set_model(small_model)
+    small_model.layers[-1].kernel.assign(np.full((2, 1), np.nan))
+    best.on_epoch_end(0, {"val_mask_map50": 0.3})  # the first value: it would be the best
+    assert not (tmp_path / "b.h5").exists() and best.monitor.best is None
+
+
 def test_a_value_that_is_never_logged_warns(small_model, tmp_path):
     best = callbacks.BestCheckpoint(str(tmp_path / "b.h5"), "val_mAP", verbose=0)
     with pytest.warns(UserWarning, match=r"'val_mAP' is not logged; logged: loss, val_mAP50"):
@@ -93,6 +102,9 @@ def test_training_callbacks_checks_the_monitor(tiny_config_class, tmp_path):
     (best, stop) = callbacks.training_callbacks(model, None, early_stop=3)
     assert best.monitor.name == stop.monitor.name == "val_loss"
     assert best.path == str(tmp_path / "mask_rcnn_t_best.h5") and stop.patience == 3
+    # A non-chief worker stops early as the chief does but writes no best checkpoint.
+    (only_stop,) = callbacks.training_callbacks(model, None, early_stop=3, writer=False)
+    assert isinstance(only_stop, callbacks.EarlyStop)
     with pytest.raises(ValueError, match="patience"):
         callbacks.training_callbacks(model, None, early_stop=0)
 

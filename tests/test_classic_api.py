@@ -54,6 +54,16 @@ CLASSIC_FUNCTIONS = {
     "mrcnn_bbox_loss_graph": [("target_bbox", _), ("target_class_ids", _), ("pred_bbox", _)],
     "mrcnn_mask_loss_graph": [("target_masks", _), ("target_class_ids", _),
                               ("pred_masks", _)],
+    "identity_block": [("input_tensor", _), ("kernel_size", _), ("filters", _), ("stage", _),
+                       ("block", _), ("use_bias", True), ("train_bn", True)],
+    "conv_block": [("input_tensor", _), ("kernel_size", _), ("filters", _), ("stage", _),
+                   ("block", _), ("strides", (2, 2)), ("use_bias", True), ("train_bn", True)],
+    "batch_pack_graph": [("x", _), ("counts", _), ("num_rows", _)],
+    "smooth_l1_loss": [("y_true", _), ("y_pred", _)],
+    "refine_detections_graph": [("rois", _), ("probs", _), ("deltas", _), ("window", _),
+                                ("config", _)],
+    "detection_targets_graph": [("proposals", _), ("gt_class_ids", _), ("gt_boxes", _),
+                                ("gt_masks", _), ("config", _)],
 }
 CLASSIC_METHODS = {
     "run_graph": [("images", _), ("outputs", _), ("image_metas", None)],
@@ -509,3 +519,64 @@ def test_run_graph_rejects_foreign_tensors_and_training_models(inference_model):
     training.mode = "training"
     with pytest.raises(RuntimeError, match="mode='inference'"):
         training.run_graph([], [])
+
+
+def test_classic_resnet_blocks_build_the_classic_layer_names():
+    # A custom BACKBONE callable of classic code composes these.
+    image = keras.Input((32, 32, 64))
+    x = modellib.conv_block(image, 3, [16, 16, 64], stage=2, block="a", strides=(1, 1),
+                            train_bn=False)
+    x = modellib.identity_block(x, 5, [16, 16, 64], stage=2, block="b", use_bias=False,
+                                train_bn=False)
+    model = keras.Model(image, x)
+    names = {layer.name for layer in model.layers}
+    assert {"res2a_branch1", "bn2a_branch1", "res2a_branch2c", "res2b_branch2b",
+            "res2b_out"} <= names and "res2b_branch1" not in names
+    assert tuple(model.get_layer("res2b_branch2b").kernel.shape) == (5, 5, 16, 16)
+    assert model.get_layer("res2b_branch2a").bias is None
+    assert tuple(x.shape) == (None, 32, 32, 64)
+    strided = modellib.conv_block(image, 3, [8, 8, 32], stage=3, block="a")
+    assert tuple(strided.shape) == (None, 16, 16, 32)
+
+
+def test_batch_pack_and_smooth_l1_by_hand():
+    x = tf.constant([[1., 2., 3.], [4., 5., 6.]])
+    np.testing.assert_array_equal(modellib.batch_pack_graph(x, tf.constant([2, 1]), 2),
+                                  [1., 2., 4.])
+    loss = modellib.smooth_l1_loss(tf.constant([0., 0., 0.]), tf.constant([0.5, -2., 1.]))
+    np.testing.assert_allclose(loss, [0.125, 1.5, 0.5])
+
+
+def test_refine_detections_graph_is_one_image_of_the_detection_layer(tiny_config_class):
+    config = type("KeepAll", (tiny_config_class,), {"DETECTION_MIN_CONFIDENCE": 0.0})()
+    rng = np.random.default_rng(3)
+    corners = 0.8 * rng.random((1, 6, 2)).astype(np.float32)
+    rois = np.concatenate([corners, corners + 0.2], axis=-1)
+    probs = rng.dirichlet(np.ones(config.NUM_CLASSES), (1, 6)).astype(np.float32)
+    deltas = rng.normal(0, 0.5, (1, 6, config.NUM_CLASSES, 4)).astype(np.float32)
+    meta = utils.compose_image_meta(0, (128, 128, 3), (128, 128, 3), (0, 0, 128, 128), 1.0,
+                                    np.ones(config.NUM_CLASSES))[None].astype(np.float32)
+    layer = modellib.DetectionLayer(config)([rois, probs, deltas, meta])
+    window = np.array([0., 0., 1., 1.], np.float32)
+    one = modellib.refine_detections_graph(rois[0], probs[0], deltas[0], window, config)
+    np.testing.assert_allclose(one, layer[0], rtol=1e-6)
+    assert one.shape == (config.DETECTION_MAX_INSTANCES, 6)
+    assert np.count_nonzero(np.asarray(one)[:, 5]) > 0  # some detections survive
+
+
+def test_detection_targets_graph_gives_one_images_targets(tiny_config_class):
+    config = type("FullMasks", (tiny_config_class,), {"USE_MINI_MASK": False})()
+    gt_boxes = np.array([[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    gt_masks = np.zeros((128, 128, 2), bool)
+    gt_masks[13:64, 13:64, 0] = True
+    proposals = np.array([[0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9], [0, 0, 0, 0]],
+                         np.float32)
+    rois, class_ids, deltas, masks = modellib.detection_targets_graph(
+        proposals, np.array([2, 0]), gt_boxes, gt_masks, config)
+    rows = config.TRAIN_ROIS_PER_IMAGE
+    assert rois.shape == (rows, 4) and masks.shape == (rows, *config.MASK_SHAPE)
+    # The proposal on the gt box is the positive: first row, class 2, zero deltas.
+    np.testing.assert_allclose(rois[0], proposals[0])
+    assert list(np.asarray(class_ids)[:2]) == [2, 0]
+    np.testing.assert_allclose(deltas[0], 0, atol=1e-6)
+    assert np.asarray(masks[0]).mean() > 0.9 and not np.asarray(masks[1:]).any()

@@ -418,3 +418,69 @@ def test_no_detections_score_zero(loaded, tmp_path):
 def test_invalid_eval_type(loaded):
     with pytest.raises(ValueError, match="eval_type"):
         evaluate_coco(None, loaded[0], loaded[1], "keypoints")
+
+
+class FakeDetector(FakeModel):
+    """FakeModel with the one-layer keras_model that EvaluateCallback copies weights into."""
+
+    def __init__(self, dataset, detections, fail=False):
+        super().__init__(dataset, detections)
+        self.keras_model = one_layer_model()
+        self.fail = fail
+
+    def detect(self, images):
+        if self.fail:
+            raise OSError("cannot read image 'val/broken.jpg'")
+        return super().detect(images)
+
+
+def one_layer_model():
+    import keras
+    return keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="dense")])
+
+
+def test_training_evaluation_scores_against_the_coco_file(loaded, coco_dir):
+    from mrcnn.callbacks import EvaluateCallback
+    dataset, coco = loaded
+    assert dataset.coco_ground_truth is coco
+    detector = FakeDetector(dataset, {i: gt_detections(dataset, i) for i in dataset.image_ids})
+    callback = EvaluateCallback(detector, dataset, verbose=0)
+    assert callback.evaluate() == pytest.approx(
+        {"val_map50": 1.0, "val_map": 1.0, "val_mask_map50": 1.0, "val_mask_map": 1.0})
+    # The file's annotations, crowds included, not masks rebuilt by load_mask.
+    assert callback._truth.coco is coco
+    # Two files: no single ground truth; load_mask's is used.
+    two = CocoDataset()
+    for _ in range(2):
+        two.load_coco(coco_dir[0], "val", 2017)
+    assert two.coco_ground_truth is None
+
+
+def test_a_failed_evaluation_logs_nan_and_training_goes_on(loaded):
+    from mrcnn.callbacks import EVALUATION_METRICS, EvaluateCallback
+    dataset = loaded[0]
+    callback = EvaluateCallback(FakeDetector(dataset, {}, fail=True), dataset, verbose=0)
+    callback.set_model(one_layer_model())
+    logs = {"loss": 1.0}
+    with pytest.warns(UserWarning, match="evaluation after epoch 3 failed.*broken.jpg"):
+        callback.on_epoch_end(2, logs)
+    assert set(logs) == {"loss", *EVALUATION_METRICS}
+    assert all(np.isnan(logs[name]) for name in EVALUATION_METRICS)
+
+
+def test_mask_scoring_sizes_detections_by_their_mask_area(loaded):
+    from mrcnn.evaluation import ImageDetections, coco_results, ground_truth, run_cocoeval
+    dataset = loaded[0]
+    truth = ground_truth(dataset, [0], loaded[1])
+    masks, class_ids = dataset.load_mask(0)
+    height, width = masks.shape[:2]
+    small = np.zeros((height, width, 1), bool)
+    small[2:6, 2:6] = True  # 16 pixels inside a box of the whole image
+    detection = ImageDetections.from_result(0, {
+        "rois": np.array([[0, 0, height, width]]), "class_ids": class_ids[class_ids > 0][:1],
+        "scores": np.array([0.9], np.float32), "masks": small})
+    results = coco_results([detection], truth)
+    (mask_result,) = run_cocoeval(results, truth, "segm").cocoDt.anns.values()
+    (box_result,) = run_cocoeval(results, truth, "bbox").cocoDt.anns.values()
+    assert mask_result["area"] == 16  # in the "small" range, as its mask is
+    assert box_result["area"] == height * width

@@ -1,5 +1,6 @@
 """Edges of the numerics and of train(): clamped box deltas, NaN proposals, checks before
 the first step, a NaN loss, checkpoints that are never garbage, "crop" at inference."""
+import functools
 import glob
 import math
 import os
@@ -160,6 +161,16 @@ def test_resize_modes_that_cannot_batch_are_refused(trainee, small_shapes, mode)
     _assert_nothing_written(trainee, before)
 
 
+def test_an_augmenter_class_is_refused_before_the_first_step(trainee, small_shapes):
+    from mrcnn.data import Augmenter
+    before = _weights(trainee)
+    with pytest.raises(TypeError, match=r"the class Augmenter.*e\.g\. Augmenter\(\)"):
+        trainee.train(small_shapes, small_shapes, 0.001, 1, "heads", augmentation=Augmenter)
+    with pytest.raises(TypeError, match="is not an augmenter"):
+        trainee.train(small_shapes, small_shapes, 0.001, 1, "heads", augmentation="fliplr")
+    _assert_nothing_written(trainee, before)
+
+
 def test_layers_regex_matching_nothing_is_refused(trainee, small_shapes):
     trainable = [layer.trainable for layer in trainee.keras_model.layers]
     with pytest.raises(ValueError, match=r"layers='rpn\.\*x' matches no weighted layer"):
@@ -283,3 +294,105 @@ def test_config_fingerprint_follows_loss_hyper_parameters_not_object_identity():
     ours = config_fingerprint(config_with(losses.focal(gamma=2.0)))
     assert ours == config_fingerprint(config_with(losses.focal(gamma=2.0)))
     assert ours != config_fingerprint(config_with(losses.focal(gamma=3.0)))
+
+
+def test_find_last_ignores_the_runs_of_a_config_whose_name_extends_this_one(tmp_path):
+    own, other = tmp_path / "edge20250101T0000", tmp_path / "edge_small20240101T0000"
+    for run, name in ((own, "edge"), (other, "edge_small")):
+        run.mkdir()
+        _h5(run / f"mask_rcnn_{name}_0001.h5", 1.0)
+    (tmp_path / "edge20260101T0000.old").mkdir()  # not a run folder either
+    finder = SimpleNamespace(config=EdgeConfig(), model_dir=str(tmp_path))
+    # "edge_small..." sorts after "edge2025..." ('_' > '2'): a prefix glob picked it.
+    assert MaskRCNN.find_last(finder) == str(own / "mask_rcnn_edge_0001.h5")
+
+
+def test_find_last_on_a_run_interrupted_in_its_first_epoch_says_how_to_resume(tmp_path):
+    run = tmp_path / "edge20250101T0000"
+    run.mkdir()
+    (run / STATE_FILE).write_bytes(b"state")
+    finder = SimpleNamespace(config=EdgeConfig(), model_dir=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="interrupted in its first epoch.*train"):
+        MaskRCNN.find_last(finder)
+
+
+def _scaled(target_class_ids, logits, active_class_ids, factor=1.0):
+    return factor * tf.reduce_mean(logits)
+
+
+class ScaledLoss:
+    def __init__(self, factor):
+        self.factor = factor
+
+    def __call__(self, target_class_ids, logits, active_class_ids):
+        return self.factor * tf.reduce_mean(logits)
+
+
+@pytest.mark.parametrize("make", [lambda f: functools.partial(_scaled, factor=f), ScaledLoss])
+def test_config_fingerprint_of_partials_and_callable_objects(make):
+    from mrcnn.checkpoints import config_fingerprint
+
+    def config_with(loss):
+        return type("LossConfig", (EdgeConfig,), {"LOSS_FUNCTIONS": {"mrcnn_class_loss": loss}})()
+
+    two = config_fingerprint(config_with(make(2.0)))
+    assert "0x" not in two  # no memory address: a rerun in a new process matches
+    assert two == config_fingerprint(config_with(make(2.0)))
+    assert two != config_fingerprint(config_with(make(3.0)))
+
+
+class _FakeTrainee:
+    """What TrainingRun reads of a MaskRCNN: config, folders, weights, set_log_dir."""
+    set_log_dir = MaskRCNN.set_log_dir
+
+    def __init__(self, model_dir, value, strategy=None):
+        self.config, self.model_dir, self.epoch = EdgeConfig(), str(model_dir), 0
+        self.strategy = strategy or tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.keras_model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+            self.keras_model.compile(optimizer=keras.optimizers.SGD(momentum=0.9))
+        for weight in self.keras_model.weights:
+            weight.assign(np.full(weight.shape, value, np.float32))
+        self.set_log_dir()
+
+
+def test_a_crash_after_the_stages_last_save_resumes_as_a_finished_stage(tmp_path):
+    from mrcnn.checkpoints import TrainingRun
+    stage = {"layers": "heads", "learning_rate": 0.01, "epochs": 2}
+    first = _FakeTrainee(tmp_path, 1.0)
+    run = TrainingRun(first, stage, resume=False)
+    run.begin(first.keras_model, seed=7)
+    run.save(first.keras_model, 2, 0, 7)  # StateSaver at the end of the last epoch; then killed
+    again = _FakeTrainee(tmp_path, 5.0)
+    rerun = TrainingRun(again, stage)
+    assert (rerun.action, rerun.epoch, again.epoch) == ("skip", 2, 2)
+    assert again.log_dir == first.log_dir
+    for weight in again.keras_model.weights:
+        np.testing.assert_array_equal(weight.numpy(), 1.0)
+    # The next stage of the script continues the same run.
+    assert again._run_stages == (first.log_dir, [stage])
+
+
+def test_resuming_under_a_strategy_restores_the_optimizer_state(tmp_path):
+    from mrcnn.checkpoints import TrainingRun
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    stage = {"layers": "all", "learning_rate": 0.01, "epochs": 3}
+    first = _FakeTrainee(tmp_path, 1.0, strategy)
+    optimizer = first.keras_model.optimizer
+    with strategy.scope():
+        optimizer.build(first.keras_model.trainable_variables)
+    for slot in optimizer.variables:
+        slot.assign(np.full(slot.shape, 3 if "int" in slot.dtype else 0.25, slot.dtype))
+    run = TrainingRun(first, stage, resume=False)
+    run.begin(first.keras_model, seed=7)
+    run.save(first.keras_model, 1, 2, 7)  # mid-epoch; then killed
+    again = _FakeTrainee(tmp_path, 5.0, strategy)
+    rerun = TrainingRun(again, stage)
+    assert (rerun.action, rerun.epoch, rerun.step) == ("resume", 1, 2)
+    # The momentum slots are built beside the mirrored weights: only inside the scope.
+    rerun.restore_optimizer(again.keras_model)
+    saved = [v.numpy() for v in optimizer.variables]
+    restored = [v.numpy() for v in again.keras_model.optimizer.variables]
+    assert len(restored) == len(saved) > 1
+    for a, b in zip(restored, saved):
+        np.testing.assert_array_equal(a, b)

@@ -167,6 +167,13 @@ def test_confusion_matrix_equals_the_hand_count(hand):
     assert low.matrix[0, 1] == 1 and low.errors[1] == 3
 
 
+def test_confusion_matrix_names_a_class_id_beyond_the_dataset(hand):
+    dataset, truth = hand
+    detections = [detections_of(i, items) for i, items in IMPERFECT.items()]
+    with pytest.raises(ValueError, match="class id .* but the dataset has 2 classes"):
+        confusion_matrix(detections, truth, 2, min_score=0.0)
+
+
 def nonblank(path, min_colors=5):
     image = skimage.io.imread(path)
     return image.ndim == 3 and len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) \

@@ -41,6 +41,9 @@ def global_policy_stays_float32():
 
 @pytest.fixture(scope="module")
 def bf16_training(tmp_path_factory):
+    # Seeded: whether 6 steps lower the loss by 5% depends on the initial weights, which
+    # otherwise depend on what the tests before this module drew.
+    keras.utils.set_random_seed(0)
     return MaskRCNN("training", Bfloat16Config(), str(tmp_path_factory.mktemp("logs")))
 
 

@@ -22,7 +22,8 @@ BASIC_BLOCK_NETWORKS = ("resnet18", "resnet34")
 
 
 def _bottleneck(x, filters: tuple[int, int, int], stage: int, block: str,
-                strides: int, shortcut_conv: bool, train_bn: bool | None):
+                strides: int, shortcut_conv: bool, train_bn: bool | None,
+                kernel_size: int = 3, use_bias: bool = True):
     """One bottleneck block: 1x1 -> 3x3 -> 1x1, plus the shortcut.
 
     Args:
@@ -33,6 +34,8 @@ def _bottleneck(x, filters: tuple[int, int, int], stage: int, block: str,
         strides: stride of the first 1x1 convolution and of the shortcut.
         shortcut_conv: True for the first block of a stage (projection shortcut).
         train_bn: BatchNorm mode, see ``BatchNorm``.
+        kernel_size: of the middle convolution.
+        use_bias: the convolutions have biases (the classic weights do).
 
     Returns:
         [B, H / strides, W / strides, filters[2]] features.
@@ -40,16 +43,19 @@ def _bottleneck(x, filters: tuple[int, int, int], stage: int, block: str,
     conv_name = f"res{stage}{block}_branch"
     bn_name = f"bn{stage}{block}_branch"
     shortcut = x
-    y = layers.Conv2D(filters[0], 1, strides=strides, name=conv_name + "2a")(x)
+    y = layers.Conv2D(filters[0], 1, strides=strides, use_bias=use_bias,
+                      name=conv_name + "2a")(x)
     y = BatchNorm(train_bn, name=bn_name + "2a")(y)
     y = layers.Activation("relu")(y)
-    y = layers.Conv2D(filters[1], 3, padding="same", name=conv_name + "2b")(y)
+    y = layers.Conv2D(filters[1], kernel_size, padding="same", use_bias=use_bias,
+                      name=conv_name + "2b")(y)
     y = BatchNorm(train_bn, name=bn_name + "2b")(y)
     y = layers.Activation("relu")(y)
-    y = layers.Conv2D(filters[2], 1, name=conv_name + "2c")(y)
+    y = layers.Conv2D(filters[2], 1, use_bias=use_bias, name=conv_name + "2c")(y)
     y = BatchNorm(train_bn, name=bn_name + "2c")(y)
     if shortcut_conv:
-        shortcut = layers.Conv2D(filters[2], 1, strides=strides, name=conv_name + "1")(x)
+        shortcut = layers.Conv2D(filters[2], 1, strides=strides, use_bias=use_bias,
+                                 name=conv_name + "1")(x)
         shortcut = BatchNorm(train_bn, name=bn_name + "1")(shortcut)
     y = layers.Add()([y, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)

@@ -7,6 +7,8 @@ a layer to every ROI in one call by folding the ROI axis into the batch;
 """
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -14,6 +16,23 @@ from mrcnn.anchors import generate_pyramid_anchors
 from mrcnn.boxes import norm_boxes
 from mrcnn.graph import box_ops
 from mrcnn.image_meta import FIELDS, parse_image_meta_graph
+
+
+# The default of BatchNorm's ``synchronized`` while a graph is built (SYNC_BATCH_NORM).
+_synchronized_default = [False]
+
+
+@contextlib.contextmanager
+def synchronized_batch_norm(enabled: bool):
+    """BatchNorm layers made inside compute their batch statistics over the global batch
+    (all replicas of a tf.distribute strategy: keras's ``synchronized=True``), when
+    ``enabled``; the previous default is restored after."""
+    previous = _synchronized_default[0]
+    _synchronized_default[0] = bool(enabled)
+    try:
+        yield
+    finally:
+        _synchronized_default[0] = previous
 
 
 class BatchNorm(keras.layers.BatchNormalization):
@@ -26,11 +45,13 @@ class BatchNorm(keras.layers.BatchNormalization):
         train_bn: False: always inference mode (frozen). True: always batch
             statistics. None: follow the ``training`` flag Keras passes.
         **kwargs: BatchNormalization arguments; epsilon defaults to 1e-3 as in
-            the classic weight files.
+            the classic weight files, synchronized to the default that
+            synchronized_batch_norm sets (False outside it).
     """
 
     def __init__(self, train_bn: bool | None = False, **kwargs):
         kwargs.setdefault("epsilon", 1e-3)
+        kwargs.setdefault("synchronized", _synchronized_default[0])
         super().__init__(**kwargs)
         self.train_bn = train_bn
 

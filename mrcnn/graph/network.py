@@ -6,6 +6,7 @@ a Config; the layers it builds take plain arguments.
 """
 from __future__ import annotations
 
+import functools
 import re
 
 import keras
@@ -15,13 +16,15 @@ from keras import layers
 from mrcnn import losses as loss_choices
 from mrcnn.anchors import anchor_settings
 from mrcnn.config import IMAGE_DIVISOR, Config, divisible_size
+from mrcnn.distribute import MultiWorkerSteps
 from mrcnn.graph import losses
 from mrcnn.graph.association import association_head
 from mrcnn.graph.backbone import resnet_graph
 from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
 from mrcnn.graph.fpn import fpn_graph
 from mrcnn.graph.heads import classifier_head, mask_head
-from mrcnn.graph.layers import ImageMetaField, NormalizeBoxes, PadRows, PyramidAnchors
+from mrcnn.graph.layers import (ImageMetaField, NormalizeBoxes, PadRows, PyramidAnchors,
+                                synchronized_batch_norm)
 from mrcnn.graph.precision import FLOAT32, config_policy
 from mrcnn.graph.proposals import ProposalLayer
 from mrcnn.graph.rpn import build_rpn_model
@@ -30,6 +33,16 @@ from mrcnn.weights import ClassicWeightsModel
 
 # Weights that weight decay leaves alone: BatchNorm's scale and offset.
 NO_DECAY = re.compile(r"(gamma|beta)$")
+
+
+def config_batch_norm(build):
+    """Decorates a graph builder ``build(config, ...)`` so that its BatchNorm layers
+    synchronize their batch statistics across replicas when SYNC_BATCH_NORM is set."""
+    @functools.wraps(build)
+    def build_with_batch_norm(config, *args, **kwargs):
+        with synchronized_batch_norm(config.SYNC_BATCH_NORM):
+            return build(config, *args, **kwargs)
+    return build_with_batch_norm
 
 
 def check_image_shape(config: Config) -> None:
@@ -82,6 +95,7 @@ def region_proposals(feature_maps, config: Config):
 
 
 @config_policy
+@config_batch_norm
 def build_inference_model(config: Config) -> keras.Model:
     """The inference graph.
 
@@ -132,7 +146,7 @@ def build_inference_model(config: Config) -> keras.Model:
                                name="mask_rcnn")
 
 
-class TrainingModel(ClassicWeightsModel):
+class TrainingModel(MultiWorkerSteps, ClassicWeightsModel):
     """The training graph, whose loss adds the classic L2 weight decay.
 
     The loss is the weighted sum of the loss layers' outputs (the five named
@@ -166,6 +180,7 @@ class TrainingModel(ClassicWeightsModel):
 
 
 @config_policy
+@config_batch_norm
 def build_training_model(config: Config) -> keras.Model:
     """The training graph.
 
@@ -180,8 +195,8 @@ def build_training_model(config: Config) -> keras.Model:
     Outputs, in the classic order: rpn_class_logits, rpn_class, rpn_bbox,
     mrcnn_class_logits, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois,
     output_rois, then the five losses (as LOSS_FUNCTIONS chooses; then
-    mrcnn_assoc_loss with the association head) and the EXTRA_LOSSES, each a named LossLayer, then the TRAINING_METRICS, each a
-    named MonitorLayer.
+    mrcnn_assoc_loss with the association head) and the EXTRA_LOSSES, each a
+    named LossLayer, then the TRAINING_METRICS, each a named MonitorLayer.
     """
     check_image_shape(config)
     if not config.USE_RPN_ROIS:
