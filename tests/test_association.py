@@ -179,9 +179,6 @@ def _frames(videos, frames, seed):
     dataset = MovingShapesDataset()
     dataset.load_videos(videos, frames, 128, 128, seed=seed, objects=(3, 4))
     dataset.prepare()
-    # moving_shapes registers its classes under the source "shapes" but its images under
-    # "moving_shapes": give the images' source the classes until the dataset does.
-    dataset.source_class_ids.setdefault("moving_shapes", dataset.source_class_ids["shapes"])
     return dataset
 
 
