@@ -35,3 +35,18 @@ def shapes():
     dataset.load_shapes(6, 128, 128, seed=3)
     dataset.prepare()
     return dataset
+
+
+def write_config_module(path, config_class, extra: str = "") -> str:
+    """Writes `config_class`'s settings, with DETECTION_MIN_CONFIDENCE 0, as the class
+    TinyConfig of a module file at `path` (plus `extra` source), for the CLI's --config.
+
+    Returns:
+        "PATH:TinyConfig".
+    """
+    fields = {name: value for name, value in vars(config_class).items() if name.isupper()}
+    fields["DETECTION_MIN_CONFIDENCE"] = 0
+    body = "".join(f"    {name} = {value!r}\n" for name, value in fields.items())
+    path.write_text("from mrcnn.datasets.shapes import ShapesConfig\n\n\n"
+                    f"class TinyConfig(ShapesConfig):\n{body}{extra}")
+    return f"{path}:TinyConfig"

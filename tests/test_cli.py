@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import skimage.io
 
+from conftest import write_config_module
 from mrcnn import cli, resources
 from mrcnn import config_presets as configs
 
@@ -20,15 +21,9 @@ CLASS_LOGITS_BIAS = np.array([0., 3., 1., 0.])
 def tiny(tiny_config_class, tmp_path_factory):
     """A config module file, a weight file of a tiny model, and test images."""
     root = tmp_path_factory.mktemp("cli")
-    fields = {name: value for name, value in vars(tiny_config_class).items()
-              if name.isupper()}
-    fields["DETECTION_MIN_CONFIDENCE"] = 0
-    body = "".join(f"    {name} = {value!r}\n" for name, value in fields.items())
     config_file = root / "tiny_config.py"
-    config_file.write_text("from mrcnn.datasets.shapes import ShapesConfig\n\n\n"
-                           f"class TinyConfig(ShapesConfig):\n{body}\n\n"
-                           "class TinyThree(TinyConfig):\n    NUM_CLASSES = 3\n")
-    config = f"{config_file}:TinyConfig"
+    config = write_config_module(config_file, tiny_config_class,
+                                 "\n\nclass TinyThree(TinyConfig):\n    NUM_CLASSES = 3\n")
 
     from mrcnn.model import MaskRCNN
     from mrcnn.weights import save_weights

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import skimage.io
 
+from conftest import write_config_module
 from mrcnn import cli, visualize
 from mrcnn import config_presets as configs
 from mrcnn.datasets.moving_shapes import MovingShapesDataset
@@ -20,14 +21,8 @@ def tiny(tiny_config_class, tmp_path_factory):
     """A config file and the weights of a tiny random model whose class head always says
     class 1 (so that it detects something), and a moving-shapes video as GIF and folder."""
     root = tmp_path_factory.mktemp("track_cli")
-    fields = {name: value for name, value in vars(tiny_config_class).items()
-              if name.isupper()}
-    fields["DETECTION_MIN_CONFIDENCE"] = 0
-    body = "".join(f"    {name} = {value!r}\n" for name, value in fields.items())
     config_file = root / "tiny_config.py"
-    config_file.write_text("from mrcnn.datasets.shapes import ShapesConfig\n\n\n"
-                           f"class TinyConfig(ShapesConfig):\n{body}")
-    config = f"{config_file}:TinyConfig"
+    config = write_config_module(config_file, tiny_config_class)
 
     from mrcnn.model import MaskRCNN
     from mrcnn.weights import save_weights

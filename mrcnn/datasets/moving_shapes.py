@@ -26,7 +26,7 @@ import numpy as np
 import skimage.draw
 
 from mrcnn.dataset import Dataset
-from mrcnn.datasets.shapes import SHAPES
+from mrcnn.datasets.shapes import SHAPES, render, visible_masks
 
 # Source of the images and classes; the classes are those of the shapes dataset, in the same
 # order ("moving_shapes.1" = square, ...), so class ids and names are the same in both.
@@ -104,11 +104,8 @@ class MovingShapesDataset(Dataset):
         info = self._image(image_id)
         if info["source"] != SOURCE:
             return super().load_image(image_id)
-        image = np.empty((info["height"], info["width"], 3), dtype=np.uint8)
-        image[:] = info["bg_color"]
-        for name, color, dims in info["shapes"]:
-            image[shape_mask(name, dims, info["height"], info["width"])] = color
-        return image
+        return render(info["bg_color"], info["shapes"], info["height"], info["width"],
+                      shape_mask)
 
     def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """One mask per visible object, with the parts hidden by later objects removed.
@@ -179,16 +176,7 @@ class MovingShapesDataset(Dataset):
     @staticmethod
     def _visible_masks(info: dict) -> tuple[np.ndarray, np.ndarray]:
         """Masks of the visible objects and the indices of those objects in the spec."""
-        height, width = info["height"], info["width"]
-        masks = np.stack([shape_mask(name, dims, height, width)
-                          for name, _, dims in info["shapes"]], axis=-1)
-        # Walk from the top object down, removing what the objects above cover.
-        covered = np.zeros((height, width), dtype=bool)
-        for i in reversed(range(masks.shape[-1])):
-            masks[..., i] &= ~covered
-            covered |= masks[..., i]
-        visible = np.flatnonzero(masks.any(axis=(0, 1)))
-        return masks[..., visible], visible
+        return visible_masks(info["shapes"], info["height"], info["width"], shape_mask)
 
 
 def random_video(rng: np.random.Generator, frames: int, height: int, width: int,

@@ -84,11 +84,7 @@ class ShapesDataset(Dataset):
         info = self._image(image_id)
         if info["source"] != SOURCE:
             return super().load_image(image_id)
-        image = np.empty((info["height"], info["width"], 3), dtype=np.uint8)
-        image[:] = info["bg_color"]
-        for name, color, dims in info["shapes"]:
-            image[shape_mask(name, dims, info["height"], info["width"])] = color
-        return image
+        return render(info["bg_color"], info["shapes"], info["height"], info["width"])
 
     def load_mask(self, image_id: int) -> tuple[np.ndarray, np.ndarray]:
         """One mask per visible shape, with the parts hidden by later shapes removed.
@@ -101,18 +97,10 @@ class ShapesDataset(Dataset):
         info = self._image(image_id)
         if info["source"] != SOURCE:
             return super().load_mask(image_id)
-        height, width = info["height"], info["width"]
-        masks = np.stack([shape_mask(name, dims, height, width)
-                          for name, _, dims in info["shapes"]], axis=-1)
-        # Walk from the top shape down, removing what the shapes above cover.
-        covered = np.zeros((height, width), dtype=bool)
-        for i in reversed(range(masks.shape[-1])):
-            masks[..., i] &= ~covered
-            covered |= masks[..., i]
+        masks, visible = visible_masks(info["shapes"], info["height"], info["width"])
         class_ids = np.array([self.map_source_class_id(f"{SOURCE}.{SHAPES.index(name) + 1}")
                               for name, _, _ in info["shapes"]], dtype=np.int32)
-        visible = masks.any(axis=(0, 1))
-        return masks[..., visible], class_ids[visible]
+        return masks, class_ids[visible]
 
     def image_reference(self, image_id: int) -> str:
         """The image's spec: its shapes as (name, colour, (y, x, s))."""
@@ -148,6 +136,49 @@ def random_image(rng: np.random.Generator, height: int, width: int
     # Later shapes score higher: NMS keeps them and drops the ones they overlap.
     keep = non_max_suppression(boxes, np.arange(len(shapes), dtype=np.float32), MAX_OVERLAP)
     return bg_color, [shapes[i] for i in sorted(keep)]
+
+
+def render(bg_color, shapes: list, height: int, width: int, mask_of=None) -> np.ndarray:
+    """Draws shape specs ``(name, (r, g, b), dims)`` in order, later ones on top.
+
+    Args:
+        bg_color: (r, g, b) background.
+        shapes: the specs.
+        height, width: image size.
+        mask_of: ``(name, dims, height, width) -> [H, W] bool``; default :func:`shape_mask`.
+
+    Returns:
+        uint8 [H, W, 3] image.
+    """
+    mask_of = mask_of or shape_mask
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[:] = bg_color
+    for name, color, dims in shapes:
+        image[mask_of(name, dims, height, width)] = color
+    return image
+
+
+def visible_masks(shapes: list, height: int, width: int, mask_of=None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The visible part of each shape of :func:`render`'s drawing.
+
+    Args:
+        shapes, height, width, mask_of: as :func:`render`.
+
+    Returns:
+        masks: bool [H, W, N] of the shapes with a visible pixel, the parts hidden by
+            later shapes removed; visible: int [N] their indices in `shapes`.
+    """
+    mask_of = mask_of or shape_mask
+    masks = np.stack([mask_of(name, dims, height, width) for name, _, dims in shapes],
+                     axis=-1)
+    # Walk from the top shape down, removing what the shapes above cover.
+    covered = np.zeros((height, width), dtype=bool)
+    for i in reversed(range(masks.shape[-1])):
+        masks[..., i] &= ~covered
+        covered |= masks[..., i]
+    visible = np.flatnonzero(masks.any(axis=(0, 1)))
+    return masks[..., visible], visible
 
 
 def shape_mask(name: str, dims: tuple[int, int, int], height: int, width: int) -> np.ndarray:
