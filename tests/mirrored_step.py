@@ -37,7 +37,9 @@ from mrcnn.model import LAYER_PRESETS, MaskRCNN  # noqa: E402
 
 class StepConfig(TinyConfig):
     """Two images as one per replica; every proposal kept as a positive-first ROI, so
-    that ROI sampling draws the same ROIs on every run."""
+    that ROI sampling draws the same ROIs on every run. ResNet-18: the strategy, not
+    the backbone's depth, is under test, and four models are built here."""
+    BACKBONE = "resnet18"
     GPU_COUNT = 2
     IMAGES_PER_GPU = 1
     POST_NMS_ROIS_TRAINING = 16
