@@ -152,6 +152,23 @@ def draw(model: MaskRCNN, dataset: ShapesDataset, image_ids, path: str,
     fig.savefig(path)
 
 
+def train_schedule(model: MaskRCNN, train_set, val_set, learning_rate: float, epochs: int,
+                   **train_options) -> None:
+    """All layers to `epochs`: the classic schedule's shape, the first 3/4 of the epochs
+    at `learning_rate` and the rest at a tenth of it (which also lets BatchNorm's
+    statistics settle); the second stage is left out when early stopping ended the first.
+
+    Args:
+        train_options: more keywords of ``MaskRCNN.train`` (augmentation, evaluation).
+    """
+    first_stage = max(1, epochs * 3 // 4)
+    model.train(train_set, val_set, learning_rate, epochs=first_stage, layers="all",
+                **train_options)
+    if epochs > model.epoch == first_stage:  # not stopped early
+        model.train(train_set, val_set, learning_rate / 10, epochs=epochs, layers="all",
+                    **train_options)
+
+
 def main(argv=None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
@@ -204,18 +221,11 @@ def main(argv=None) -> float:
     model = MaskRCNN("training", config, args.logs)
     if args.weights:
         model.load_weights(args.weights, by_name=True, exclude=HEAD_LAYERS)
-    # The classic schedule's shape: most epochs at the learning rate, the last
-    # ones at a tenth of it (which also lets BatchNorm's statistics settle).
-    augmentation = Augmenter(fliplr=0.5, flipud=0.5)
     # val_map50, val_map, val_mask_map50, val_mask_map each epoch; the best by val_mask_map50.
-    measure = dict(evaluate_every=args.evaluate_every or None, evaluate_limit=args.val_count,
+    train_schedule(model, train_set, val_set, args.lr, args.epochs,
+                   augmentation=Augmenter(fliplr=0.5, flipud=0.5),
+                   evaluate_every=args.evaluate_every or None, evaluate_limit=args.val_count,
                    early_stop=args.early_stop)
-    first_stage = max(1, args.epochs * 3 // 4)
-    model.train(train_set, val_set, args.lr, epochs=first_stage, layers="all",
-                augmentation=augmentation, **measure)
-    if args.epochs > model.epoch == first_stage:  # not stopped early
-        model.train(train_set, val_set, args.lr / 10, epochs=args.epochs, layers="all",
-                    augmentation=augmentation, **measure)
     trained = time.time() - start
 
     detector = MaskRCNN("inference", inference_config(Config), args.logs)

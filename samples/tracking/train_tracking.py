@@ -45,7 +45,7 @@ from mrcnn.mots import disjoint_detections  # noqa: E402
 from mrcnn.track import UNTRACKED, Tracker  # noqa: E402
 from mrcnn.track_metrics import evaluate_tracks  # noqa: E402
 from mrcnn.config_presets import inference_config  # noqa: E402
-from samples.shapes.train_shapes import FastShapesConfig  # noqa: E402
+from samples.shapes.train_shapes import FastShapesConfig, train_schedule  # noqa: E402
 
 # The settings tried on the validation videos: gates for both trackers, and the embedding
 # term's weight (iou_weight 1) for the embedding tracker.
@@ -194,10 +194,7 @@ def main(argv=None) -> dict:
         weights = args.weights
     else:
         model = MaskRCNN("training", config, args.logs)
-        first_stage = max(1, args.epochs * 3 // 4)
-        model.train(train_set, val_set, args.lr, epochs=first_stage, layers="all")
-        if args.epochs > first_stage:
-            model.train(train_set, val_set, args.lr / 10, epochs=args.epochs, layers="all")
+        train_schedule(model, train_set, val_set, args.lr, args.epochs)
         weights = model.find_last()
     train_wall, train_cpu = time.time() - wall, cpu_seconds() - cpu
 
