@@ -180,6 +180,16 @@ class Config:
     # size D, trained by LOSS_FUNCTIONS["mrcnn_assoc_loss"] (default "triplet_batch_hard",
     # or "triplet_semihard") on the datasets' load_instance_ids.
     ASSOCIATION_EMBEDDING_SIZE = None
+    # True (Track R-CNN): the association loss also trains the backbone and pyramid the
+    # detector shares. False: it trains the head's own layers only, on the features as the
+    # detection losses make them; from random weights on a short budget this keeps the
+    # detector as accurate as without the head (see samples/tracking).
+    ASSOCIATION_TRAINS_FEATURES = True
+    # True: the head also sees each ROI's crop of the input image (POOL_SIZE², next to its
+    # ROI-aligned features), as appearance descriptors for re-identification are made
+    # from image crops (DeepSORT): colour, the steadiest cue of an object's identity, is
+    # what detection features are trained to ignore. Adds no weights to other layers.
+    ASSOCIATION_SEES_IMAGE = False
     # Consecutive frames of one sequence (image_info "video" / "frame") per run in a
     # training batch; 1 = independent images. BATCH_SIZE must be a multiple of it.
     SEQUENCE_FRAMES = 1
@@ -288,6 +298,9 @@ class Config:
                                  or isinstance(size, bool) or size < 1):
             fail("ASSOCIATION_EMBEDDING_SIZE", f"is {size!r}",
                  "Use None (no association head) or a positive integer, e.g. 128.")
+        for name in ("ASSOCIATION_TRAINS_FEATURES", "ASSOCIATION_SEES_IMAGE"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                fail(name, f"is {getattr(self, name)!r}", "Use True or False.")
         frames = self.SEQUENCE_FRAMES
         if not isinstance(frames, (int, np.integer)) or isinstance(frames, bool) or frames < 1:
             fail("SEQUENCE_FRAMES", f"is {frames!r}", "Use a positive integer (1: no sequences).")

@@ -13,10 +13,11 @@ from mrcnn.config_presets import derive_config
 from mrcnn.data import DataGenerator, load_training_example, sequence_runs
 from mrcnn.datasets.moving_shapes import MovingShapesDataset
 from mrcnn.datasets.shapes import ShapesDataset
+from mrcnn.graph.association import ImageROICrop, association_head
 from mrcnn.graph.network import build_inference_model, build_training_model
 from mrcnn.graph.targets import DetectionTargetLayer
 from mrcnn.graph.triplet import triplet_batch_hard_loss, triplet_semihard_loss
-from mrcnn.image_meta import parse_image_meta
+from mrcnn.image_meta import compose_image_meta, parse_image_meta
 from mrcnn.model import MaskRCNN
 from mrcnn.weights import WeightFileError, _classic_weight_names, weighted_layers
 
@@ -155,6 +156,9 @@ def assoc_config(tiny_config_class):
 def test_settings_are_checked(tiny_config_class):
     with pytest.raises(ConfigError, match="ASSOCIATION_EMBEDDING_SIZE"):
         derive_config(tiny_config_class, ASSOCIATION_EMBEDDING_SIZE=0)
+    with pytest.raises(ConfigError, match="ASSOCIATION_SEES_IMAGE.*True or False"):
+        derive_config(tiny_config_class, ASSOCIATION_EMBEDDING_SIZE=8,
+                      ASSOCIATION_SEES_IMAGE="yes")
     with pytest.raises(ConfigError, match="SEQUENCE_FRAMES.*BATCH_SIZE"):
         derive_config(tiny_config_class, SEQUENCE_FRAMES=3)
     with pytest.raises(ConfigError, match="mrcnn_assoc_loss.*ASSOCIATION_EMBEDDING_SIZE"):
@@ -171,6 +175,58 @@ def test_settings_are_checked(tiny_config_class):
     function, inputs = losses.training_losses(config)["mrcnn_assoc_loss"]
     assert function.loss == losses.triplet_semihard(0.5)
     assert inputs == ("target_instance_ids", "mrcnn_assoc")
+
+
+@pytest.mark.parametrize("trains_features", [True, False])
+def test_the_head_trains_the_shared_features_only_when_asked(trains_features):
+    # The head on four random pyramid levels of a 64² image: the gradient of its
+    # embeddings reaches the feature maps (the backbone and pyramid) or stops at them.
+    size, rng = 64, np.random.default_rng(0)
+    maps = [tf.constant(rng.normal(size=(1, size // s, size // s, 8)), tf.float32)
+            for s in (4, 8, 16, 32)]
+    meta = tf.constant(compose_image_meta(0, (size, size, 3), (size, size, 3),
+                                          (0, 0, size, size), 1.0, np.ones(2))[None],
+                       tf.float32)
+    rois = tf.constant([[[0.1, 0.1, 0.6, 0.5], [0.3, 0.2, 0.9, 0.9]]], tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(maps)
+        embeddings = association_head(rois, meta, maps, pool_size=7, embedding_size=4,
+                                      trains_features=trains_features)
+        loss = tf.reduce_sum(embeddings[..., 0])
+    gradients = tape.gradient(loss, maps)
+    assert embeddings.shape == (1, 2, 4)
+    np.testing.assert_allclose(np.linalg.norm(embeddings.numpy(), axis=-1), 1.0, rtol=1e-5)
+    reached = [g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients]
+    assert any(reached) == trains_features, reached
+
+
+def test_image_crops_are_the_rois_pixels():
+    # A 9x9 image of zeros with a 3x3 block of (128, 256, -128) at rows and columns 3..5.
+    # Normalized boxes map 0..1 to pixel centres 0..8, as for the pyramid's crops.
+    image = np.zeros((1, 9, 9, 3), np.float32)
+    image[0, 3:6, 3:6] = [128, 256, -128]
+    rois = np.array([[[3 / 8, 3 / 8, 5 / 8, 5 / 8], [0, 0, 2 / 8, 2 / 8]]], np.float32)
+    crops = ImageROICrop((3, 3))([tf.constant(image), tf.constant(rois)]).numpy()
+    assert crops.shape == (1, 2, 3, 3, 3)
+    np.testing.assert_allclose(crops[0, 0], np.broadcast_to([1, 2, -1], (3, 3, 3)))
+    np.testing.assert_allclose(crops[0, 1], 0)
+
+
+def test_the_head_sees_the_image_only_when_asked(tiny_config_class):
+    def assoc_layers(config):
+        model = build_inference_model(config)
+        return {layer.name: [tuple(w.shape) for w in layer.weights]
+                for layer in model.layers if layer.name.startswith("mrcnn_assoc")}
+    config = derive_config(tiny_config_class, ASSOCIATION_EMBEDDING_SIZE=8)
+    features = assoc_layers(config)
+    both = assoc_layers(derive_config(type(config), ASSOCIATION_SEES_IMAGE=True))
+    assert "mrcnn_assoc_image_crop" not in features and "mrcnn_assoc_image_crop" in both
+    # Only the first convolution widens, by the image's channels.
+    (kernel, bias), (wider, same_bias) = features["mrcnn_assoc_conv1"], both["mrcnn_assoc_conv1"]
+    assert wider == kernel[:2] + (kernel[2] + config.IMAGE_CHANNEL_COUNT, kernel[3])
+    assert {k: v for k, v in both.items() if k not in ("mrcnn_assoc_conv1",
+            "mrcnn_assoc_image_crop", "mrcnn_assoc_features_and_image")} == \
+        {k: v for k, v in features.items() if k != "mrcnn_assoc_conv1"}
 
 
 # ---------------------------------------------------------------- data

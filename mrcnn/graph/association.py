@@ -46,7 +46,55 @@ class L2Normalize(keras.layers.Layer):
         return inputs_shape
 
 
-def association_head(rois, image_meta, feature_maps, pool_size: int, embedding_size: int):
+class StopGradient(keras.layers.Layer):
+    """The identity in the forward pass; no gradient flows back through it.
+
+    Call args:
+        inputs: any tensor.
+    """
+
+    def call(self, inputs):
+        return tf.stop_gradient(inputs)
+
+    def compute_output_shape(self, inputs_shape):
+        return inputs_shape
+
+
+class ImageROICrop(keras.layers.Layer):
+    """Every ROI's crop of the (molded) input image, resized bilinearly, divided by 128.
+
+    Args:
+        crop_shape: (height, width) of the crops.
+
+    Call args:
+        inputs: [image [B, H, W, C] float, rois [B, N, (y1, x1, y2, x2)] normalized].
+
+    Returns:
+        [B, N, height, width, C] float32.
+    """
+
+    def __init__(self, crop_shape, **kwargs):
+        super().__init__(**kwargs)
+        self.crop_shape = tuple(crop_shape)
+
+    def call(self, inputs):
+        image, rois = inputs
+        batch, count = tf.shape(rois)[0], tf.shape(rois)[1]
+        crops = tf.image.crop_and_resize(
+            tf.cast(image, tf.float32) / 128.0, tf.reshape(tf.cast(rois, tf.float32), [-1, 4]),
+            tf.repeat(tf.range(batch), count), self.crop_shape)
+        return tf.reshape(crops, tf.concat([[batch, count], tf.shape(crops)[1:]], axis=0))
+
+    def compute_output_shape(self, inputs_shape):
+        image_shape, rois_shape = inputs_shape
+        return (*rois_shape[:2], *self.crop_shape, image_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "crop_shape": self.crop_shape}
+
+
+def association_head(rois, image_meta, feature_maps, pool_size: int, embedding_size: int,
+                     trains_features: bool = True, image=None):
     """Unit-length embeddings of every ROI.
 
     Args:
@@ -55,12 +103,26 @@ def association_head(rois, image_meta, feature_maps, pool_size: int, embedding_s
         feature_maps: [P2, P3, P4, P5], each [B, H_l, W_l, C].
         pool_size: ROIAlign output side (POOL_SIZE).
         embedding_size: D.
+        trains_features: False stops the head's gradient at its ROI-aligned features
+            (layer ``mrcnn_assoc_features_fixed``), so the association loss trains the
+            head's own layers only, not the backbone and pyramid the detector shares
+            (ASSOCIATION_TRAINS_FEATURES).
+        image: None, or the molded input images [B, H, W, C]: each ROI's crop of them
+            (layer ``mrcnn_assoc_image_crop``, pool_size², bilinear) is concatenated to
+            its features, so the head sees the object's colours (ASSOCIATION_SEES_IMAGE).
 
     Returns:
         [B, N, D] float32 L2-normalized embeddings (layer ``mrcnn_assoc``).
     """
     x = PyramidROIAlign((pool_size, pool_size), name="mrcnn_assoc_roi_align",
                         dtype=FLOAT32)([rois, image_meta] + list(feature_maps))
+    if not trains_features:
+        x = StopGradient(name="mrcnn_assoc_features_fixed")(x)
+    if image is not None:
+        crops = ImageROICrop((pool_size, pool_size), name="mrcnn_assoc_image_crop",
+                             dtype=FLOAT32)([image, rois])
+        x = layers.Concatenate(name="mrcnn_assoc_features_and_image", dtype=FLOAT32)(
+            [x, crops])
     x = TimeDistributed(layers.Conv2D(HEAD_CHANNELS, 3, padding="same", activation="relu"),
                         name="mrcnn_assoc_conv1")(x)
     x = TimeDistributed(layers.Conv2D(HEAD_CHANNELS, 3, strides=2, padding="same",

@@ -139,7 +139,9 @@ def build_inference_model(config: Config) -> keras.Model:
     if config.ASSOCIATION_EMBEDDING_SIZE:
         # Like the mask head, the association head runs on the final detections.
         embeddings = association_head(detection_boxes, input_image_meta, head_maps,
-                                      config.POOL_SIZE, config.ASSOCIATION_EMBEDDING_SIZE)
+                                      config.POOL_SIZE, config.ASSOCIATION_EMBEDDING_SIZE,
+                                      config.ASSOCIATION_TRAINS_FEATURES,
+                                      input_image if config.ASSOCIATION_SEES_IMAGE else None)
         outputs.append(PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_assoc_padded",
                                dtype=FLOAT32)(embeddings))
     return ClassicWeightsModel([input_image, input_image_meta, input_anchors], outputs,
@@ -262,7 +264,8 @@ def build_training_model(config: Config) -> keras.Model:
         graph_tensors["target_instance_ids"] = targets.positive_rows(target_instance_ids[0])
         graph_tensors["mrcnn_assoc"] = association_head(
             targets.positive_rows(rois), input_image_meta, head_maps, config.POOL_SIZE,
-            config.ASSOCIATION_EMBEDDING_SIZE)
+            config.ASSOCIATION_EMBEDDING_SIZE, config.ASSOCIATION_TRAINS_FEATURES,
+            input_image if config.ASSOCIATION_SEES_IMAGE else None)
     chosen_losses = loss_choices.training_losses(config)
     loss_values = [losses.LossLayer(fn, config.LOSS_WEIGHTS.get(name, 1.0), name=name,
                                     dtype=FLOAT32)(
