@@ -105,6 +105,22 @@ def test_bfloat16_detections_have_float32_outputs(bf16_training, image, tmp_path
     assert result["scores"].dtype == np.float32 and result["masks"].dtype == bool
 
 
+def test_bfloat16_association_head_gives_unit_float32_embeddings(image, tmp_path):
+    config_class = type("Bfloat16AssocConfig", (Bfloat16Config,), {
+        "ASSOCIATION_EMBEDDING_SIZE": 8, "ASSOCIATION_SEES_IMAGE": True,
+        "ASSOCIATION_TRAINS_FEATURES": False, "DETECTION_MIN_CONFIDENCE": 0.0})
+    model = MaskRCNN("inference", inference_config(config_class), str(tmp_path))
+    km = model.keras_model
+    assert km.get_layer("mrcnn_assoc_conv1").compute_dtype == "bfloat16"
+    for name in ("mrcnn_assoc_roi_align", "mrcnn_assoc_image_crop", "mrcnn_assoc"):
+        assert km.get_layer(name).compute_dtype == "float32", name
+    result = model.detect([image])[0]
+    embeddings = result["embeddings"]
+    assert embeddings.dtype == np.float32 and embeddings.shape == (len(result["scores"]), 8)
+    assert len(embeddings) > 0
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+
+
 @pytest.mark.parametrize("saved, loaded", [(Bfloat16Config, TinyConfig),
                                            (TinyConfig, Bfloat16Config)])
 def test_a_checkpoint_saved_under_one_policy_loads_under_another(saved, loaded, tmp_path):
