@@ -12,7 +12,9 @@ Signatures of the SavedModel:
     ``rois`` int32 ``[N, (y1, x1, y2, x2)]`` pixels of the input image (y2, x2 exclusive),
     ``class_ids`` int32 ``[N]``, ``scores`` float32 ``[N]``,
     ``masks`` bool ``[H, W, N]`` at the input's size, and
-    ``class_names`` string ``[N]``, the name of each detection's class.
+    ``class_names`` string ``[N]``, the name of each detection's class, and, when the
+    model has the association head (ASSOCIATION_EMBEDDING_SIZE = D), ``embeddings``
+    float32 ``[N, D]``, unit rows, row i that of detection i (as ``detect()``'s).
 ``serving_any_channels`` (3-channel models only)
     The same for a uint8 ``[H, W, C]`` image with C = 1 (gray, replicated), 3, or 4 (RGBA,
     alpha dropped), the policy of ``mrcnn.images.to_rgb``; other channel counts raise
@@ -206,7 +208,8 @@ def _paste_mask(mask: tf.Tensor, box: tf.Tensor, image_size: tf.Tensor) -> tf.Te
 
 
 def unmold_detections(detections: tf.Tensor, mrcnn_mask: tf.Tensor, original_shape: tf.Tensor,
-                      molded_shape: tf.Tensor, window: tf.Tensor) -> dict:
+                      molded_shape: tf.Tensor, window: tf.Tensor,
+                      embeddings: tf.Tensor | None = None) -> dict:
     """``MaskRCNN.unmold_detections`` in the graph: pixel boxes and full-size masks.
 
     Args:
@@ -216,10 +219,11 @@ def unmold_detections(detections: tf.Tensor, mrcnn_mask: tf.Tensor, original_sha
         original_shape: [(H, W)] int32 of the input image.
         molded_shape: [(h, w)] int32 of the molded image.
         window: [(y1, x1, y2, x2)] int32 pixels, the image inside the molded one.
+        embeddings: None, or [max_instances, D] association embeddings.
 
     Returns:
-        dict of rois [N, 4] int32, class_ids [N] int32, scores [N] float32 and
-        masks [H, W, N] bool.
+        dict of rois [N, 4] int32, class_ids [N] int32, scores [N] float32, masks
+        [H, W, N] bool and, with `embeddings`, embeddings [N, D] float32.
     """
     # The detections up to the first padding row.
     count = tf.reduce_sum(tf.math.cumprod(tf.cast(detections[:, 4] > 0, tf.int32)))
@@ -245,8 +249,11 @@ def unmold_detections(detections: tf.Tensor, mrcnn_mask: tf.Tensor, original_sha
                           (masks, boxes), fn_output_signature=tf.TensorSpec([None, None], tf.bool)),
         # map_fn cannot stack zero masks of a size known only at run time.
         lambda: tf.zeros(tf.concat([[0], original_shape], 0), tf.bool))
-    return {"rois": boxes, "class_ids": class_ids, "scores": scores,
-            "masks": tf.transpose(full_masks, [1, 2, 0])}
+    result = {"rois": boxes, "class_ids": class_ids, "scores": scores,
+              "masks": tf.transpose(full_masks, [1, 2, 0])}
+    if embeddings is not None:
+        result["embeddings"] = tf.boolean_mask(tf.cast(embeddings[:count], tf.float32), keep)
+    return result
 
 
 # ---------------------------------------------------------------------- the SavedModel
@@ -276,8 +283,8 @@ def detect_image(keras_model: keras.Model, config: Config, image: tf.Tensor) -> 
         image: [H, W, IMAGE_CHANNEL_COUNT] uint8 image.
 
     Returns:
-        dict of rois [N, 4] int32 pixels, class_ids [N] int32, scores [N] float32 and
-        masks [H, W, N] bool.
+        dict of rois [N, 4] int32 pixels, class_ids [N] int32, scores [N] float32,
+        masks [H, W, N] bool and, with the association head, embeddings [N, D] float32.
     """
     molded, window, scale = resize_and_pad(image, config.IMAGE_RESIZE_MODE,
                                            config.IMAGE_MIN_DIM, config.IMAGE_MAX_DIM,
@@ -291,11 +298,12 @@ def detect_image(keras_model: keras.Model, config: Config, image: tf.Tensor) -> 
                               config.RPN_ANCHOR_RATIOS, config.BACKBONE_STRIDES,
                               config.RPN_ANCHOR_STRIDE)
     anchors = box_ops.norm_boxes(anchors, molded_shape[:2])
-    # The association head's embeddings, an eighth output when it is on, are not exported.
-    detections, _, _, mrcnn_mask = keras_model(
-        [molded[None], meta, anchors[None]], training=False)[:4]
+    outputs = keras_model([molded[None], meta, anchors[None]], training=False)
+    detections, mrcnn_mask = outputs[0], outputs[3]
+    # The association head's embeddings are an eighth output when it is on.
+    embeddings = outputs[7][0] if len(outputs) > 7 else None
     return unmold_detections(detections[0], mrcnn_mask[0], tf.shape(image)[:2],
-                             molded_shape[:2], window)
+                             molded_shape[:2], window, embeddings)
 
 
 def _to_rgb(image: tf.Tensor) -> tf.Tensor:

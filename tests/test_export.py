@@ -310,3 +310,24 @@ def test_export_command_help(capsys):
     assert info.value.code == 0
     text = capsys.readouterr().out
     assert "mrcnn export" in text and "--out DIR" in text and "serving_default" in text
+
+
+def test_the_association_head_exports_its_embeddings(tiny_config_class, tmp_path):
+    import keras
+
+    from mrcnn.model import MaskRCNN
+
+    keras.utils.set_random_seed(0)
+    config = config_presets.derive_config(
+        tiny_config_class, IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0,
+        ASSOCIATION_EMBEDDING_SIZE=8, ASSOCIATION_SEES_IMAGE=True)
+    model = MaskRCNN("inference", config, str(tmp_path / "logs"))
+    image = _make_images()["square"]
+    expected = model.detect([image])[0]
+    assert len(expected["scores"]) >= 3
+    served = tf.saved_model.load(model.export(str(tmp_path / "saved")))
+    result = {k: v.numpy() for k, v in
+              served.signatures[SERVING_SIGNATURE](image=tf.constant(image)).items()}
+    _assert_same_detections(result, expected)
+    assert result["embeddings"].dtype == np.float32
+    np.testing.assert_allclose(result["embeddings"], expected["embeddings"], atol=1e-4)
