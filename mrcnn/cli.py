@@ -611,7 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a TensorFlow SavedModel for serving",
         description="Write a TensorFlow SavedModel that runs all of detection on one raw "
                     "uint8 image of any size (signature serving_default: image [H, W, 3] "
-                    "-> rois, class_ids, scores, masks [H, W, N], class_names) and loads "
+                    "-> rois, class_ids, scores, masks [H, W, N], class_names, and "
+                    "embeddings with the association head) and loads "
                     "with TensorFlow alone, e.g. in TensorFlow Serving.",
         epilog="examples:\n"
                "  mrcnn export --config coco --weights coco --out models/mrcnn/1\n"

@@ -181,14 +181,17 @@ class Config:
     # or "triplet_semihard") on the datasets' load_instance_ids.
     ASSOCIATION_EMBEDDING_SIZE = None
     # True (Track R-CNN): the association loss also trains the backbone and pyramid the
-    # detector shares. False: it trains the head's own layers only, on the features as the
-    # detection losses make them; from random weights on a short budget this keeps the
-    # detector as accurate as without the head (see samples/tracking).
+    # detector shares. False: its gradient stops at the head's input, so it trains the
+    # head's own layers only, on the features as the detection losses make them (from
+    # random weights on a short budget the sample's detector missed 227 objects this way,
+    # 527 trained jointly; see samples/tracking).
     ASSOCIATION_TRAINS_FEATURES = True
     # True: the head also sees each ROI's crop of the input image (POOL_SIZE², next to its
     # ROI-aligned features), as appearance descriptors for re-identification are made
     # from image crops (DeepSORT): colour, the steadiest cue of an object's identity, is
-    # what detection features are trained to ignore. Adds no weights to other layers.
+    # what detection features are trained to ignore. It widens mrcnn_assoc_conv1 by
+    # IMAGE_CHANNEL_COUNT inputs, so head weights trained with one value do not load
+    # into a model with the other.
     ASSOCIATION_SEES_IMAGE = False
     # Consecutive frames of one sequence (image_info "video" / "frame") per run in a
     # training batch; 1 = independent images. BATCH_SIZE must be a multiple of it.

@@ -328,7 +328,7 @@ class MaskRCNN:
 
         Its ``serving_default`` signature takes uint8 ``image`` [H, W,
         IMAGE_CHANNEL_COUNT] of any size and returns rois, class_ids, scores, masks
-        [H, W, N] and class_names; it loads with TensorFlow alone (see mrcnn.export for
+        [H, W, N], class_names and, with the association head, embeddings; it loads with TensorFlow alone (see mrcnn.export for
         the signatures).
 
         Args:

@@ -21,6 +21,7 @@ import h5py
 import keras
 import numpy as np
 
+from mrcnn.graph.association import ASSOCIATION_LAYERS
 from mrcnn.graph.backbone import BASIC_BLOCK_NETWORKS, STAGE_BLOCKS
 
 # Class-dependent layers that fine-tuning to another class count must skip.
@@ -298,7 +299,11 @@ def _matched_weights(group, model_layers, file_layers, names, filepath):
             f"{filepath} does not fit the model; nothing was loaded:\n  " +
             "\n  ".join(problems) +
             f"\nA different NUM_CLASSES? Load with exclude={list(HEAD_LAYERS)}. "
-            "A different BACKBONE? Check the config.")
+            "A different BACKBONE? Check the config." +
+            ("\nmrcnn_assoc_conv1 differs: the file's association head was trained with the "
+             "other ASSOCIATION_SEES_IMAGE (the image crop adds IMAGE_CHANNEL_COUNT inputs); "
+             f"set it as in training, or load with exclude={list(ASSOCIATION_LAYERS)} to "
+             "start the head afresh." if any("'mrcnn_assoc_conv1'" in p for p in problems) else ""))
     return pairs
 
 

@@ -13,7 +13,7 @@ from mrcnn.config_presets import derive_config
 from mrcnn.data import DataGenerator, load_training_example, sequence_runs
 from mrcnn.datasets.moving_shapes import MovingShapesDataset
 from mrcnn.datasets.shapes import ShapesDataset
-from mrcnn.graph.association import ImageROICrop, association_head
+from mrcnn.graph.association import ASSOCIATION_LAYERS, ImageROICrop, association_head
 from mrcnn.graph.network import build_inference_model, build_training_model
 from mrcnn.graph.targets import DetectionTargetLayer
 from mrcnn.graph.triplet import triplet_batch_hard_loss, triplet_semihard_loss
@@ -149,6 +149,8 @@ def assoc_config(tiny_config_class):
                          DETECTION_MIN_CONFIDENCE=0.0, ASSOCIATION_EMBEDDING_SIZE=16,
                          SEQUENCE_FRAMES=2, OPTIMIZER="adam", STEPS_PER_EPOCH=4,
                          VALIDATION_STEPS=4,
+                         # As the tracking sample trains it.
+                         ASSOCIATION_SEES_IMAGE=True, ASSOCIATION_TRAINS_FEATURES=False,
                          # The soft margin never reaches exactly 0: its course shows.
                          LOSS_FUNCTIONS={"mrcnn_assoc_loss": "triplet_batch_hard:soft=True"})
 
@@ -193,11 +195,14 @@ def test_the_head_trains_the_shared_features_only_when_asked(trains_features):
         embeddings = association_head(rois, meta, maps, pool_size=7, embedding_size=4,
                                       trains_features=trains_features)
         loss = tf.reduce_sum(embeddings[..., 0])
-    gradients = tape.gradient(loss, maps)
+    head_variables = [v for v in tape.watched_variables() if "kernel" in v.name]
+    gradients = tape.gradient(loss, maps + head_variables)
     assert embeddings.shape == (1, 2, 4)
     np.testing.assert_allclose(np.linalg.norm(embeddings.numpy(), axis=-1), 1.0, rtol=1e-5)
     reached = [g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in gradients]
-    assert any(reached) == trains_features, reached
+    assert any(reached[:4]) == trains_features, reached
+    # The head's own layers train either way: two convolutions and two dense layers.
+    assert len(head_variables) == 4 and all(reached[4:]), reached
 
 
 def test_image_crops_are_the_rois_pixels():
@@ -222,7 +227,7 @@ def test_the_head_sees_the_image_only_when_asked(tiny_config_class):
     both = assoc_layers(derive_config(type(config), ASSOCIATION_SEES_IMAGE=True))
     assert "mrcnn_assoc_image_crop" not in features and "mrcnn_assoc_image_crop" in both
     # Only the first convolution widens, by the image's channels.
-    (kernel, bias), (wider, same_bias) = features["mrcnn_assoc_conv1"], both["mrcnn_assoc_conv1"]
+    (kernel, _), (wider, _) = features["mrcnn_assoc_conv1"], both["mrcnn_assoc_conv1"]
     assert wider == kernel[:2] + (kernel[2] + config.IMAGE_CHANNEL_COUNT, kernel[3])
     assert {k: v for k, v in both.items() if k not in ("mrcnn_assoc_conv1",
             "mrcnn_assoc_image_crop", "mrcnn_assoc_features_and_image")} == \
@@ -364,8 +369,7 @@ def test_the_head_adds_only_its_own_layers(assoc_config, head_off_inference, tra
     on = _layers(on_inference)
     assert not [name for name in off if "assoc" in name]
     assert {name: w for name, w in on.items() if not name.startswith("mrcnn_assoc_")} == off
-    assert sorted(set(on) - set(off)) == ["mrcnn_assoc_conv1", "mrcnn_assoc_conv2",
-                                          "mrcnn_assoc_embedding", "mrcnn_assoc_fc"]
+    assert sorted(set(on) - set(off)) == sorted(ASSOCIATION_LAYERS)
     assert len(head_off_inference.outputs) == 7 and len(on_inference.outputs) == 8
     assert [t.name for t in head_off_inference.inputs] == \
         [t.name for t in on_inference.inputs]
@@ -373,6 +377,10 @@ def test_the_head_adds_only_its_own_layers(assoc_config, head_off_inference, tra
     assert [t.name for t in training.inputs][-1] == "input_gt_instance_ids"
     assert {name for name in _layers(training) if name.startswith("mrcnn_assoc")} == \
         set(on) - set(off)
+    # The sample's settings are wired into both graphs.
+    for model in (training, on_inference):
+        names = {layer.name for layer in model.layers}
+        assert {"mrcnn_assoc_image_crop", "mrcnn_assoc_features_fixed"} <= names
 
 
 def test_head_off_training_graph_is_unchanged(assoc_config):
@@ -443,6 +451,20 @@ def test_head_off_files_load_with_the_head_left_as_initialized(trained, head_off
     # And back: a head-on file fills a head-off model by name.
     report = _load_into(head_off_inference, trained["path"])
     assert "mrcnn_assoc_fc" in report.unused_in_file
+
+
+def test_a_head_trained_without_the_image_crop_does_not_load_silently(assoc_config, trained,
+                                                                      tmp_path):
+    without = build_inference_model(derive_config(type(assoc_config),
+                                                  ASSOCIATION_SEES_IMAGE=False))
+    with pytest.raises(WeightFileError, match="ASSOCIATION_SEES_IMAGE") as error:
+        without.load_weights(trained["path"], by_name=True)
+    assert "mrcnn_assoc_conv1" in str(error.value)
+    # The hint's exclusion loads everything else and leaves the head as initialized.
+    report = without.load_weights(trained["path"], by_name=True,
+                                  exclude=list(ASSOCIATION_LAYERS))
+    assert sorted(report.excluded) == sorted(ASSOCIATION_LAYERS)
+    assert "res2a_branch2a" in report.loaded
 
 
 def _load_into(model, path):

@@ -19,6 +19,7 @@ from mrcnn.config import LOSS_NAMES
 from mrcnn.data import DataGenerator
 from mrcnn.graph import box_ops
 from mrcnn.graph.proposals import ProposalLayer
+from mrcnn.graph.association import ImageROICrop
 from mrcnn.graph.roi_align import PyramidROIAlign
 from mrcnn.model import MaskRCNN
 from samples.shapes.shapes import ShapesDataset
@@ -89,6 +90,21 @@ def test_invalid_roi_pools_like_the_zero_box_and_leaves_the_others(pyramid, bad_
     others = [i for i in range(5) if i != bad_row]
     np.testing.assert_array_equal(pooled[1, others], clean[1, others])
     np.testing.assert_array_equal(pooled[0], clean[0])
+
+
+@pytest.mark.parametrize("bad_box", [[np.nan] * 4, [0.1, np.inf, 0.2, 0.3],
+                                     [0.5, 0.5, 0.4, 0.6]], ids=["nan", "inf", "degenerate"])
+def test_invalid_roi_crops_the_image_like_the_zero_box(pyramid, bad_box):
+    _, _, rois = pyramid
+    image = np.random.default_rng(0).uniform(-128, 128, (2, 32, 32, 3)).astype(np.float32)
+    layer = ImageROICrop((5, 5))
+    bad, zeroed = rois.copy(), rois.copy()
+    bad[1, 2], zeroed[1, 2] = bad_box, 0
+    crops = layer([image, bad]).numpy()
+    assert np.isfinite(crops).all()
+    np.testing.assert_array_equal(crops, layer([image, zeroed]).numpy())
+    others = [0, 1, 3, 4]
+    np.testing.assert_array_equal(crops[:, others], layer([image, rois]).numpy()[:, others])
 
 
 # ------------------------------------------------------------------ train() and checkpoints

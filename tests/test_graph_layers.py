@@ -8,6 +8,7 @@ from mrcnn.graph import box_ops
 from mrcnn.graph.detection import DetectionBoxes, DetectionLayer
 from mrcnn.graph.layers import PadRows
 from mrcnn.graph.proposals import ProposalLayer
+from mrcnn.graph.association import ImageROICrop
 from mrcnn.graph.roi_align import PyramidROIAlign, roi_levels
 from mrcnn.image_meta import compose_image_meta
 
@@ -173,6 +174,7 @@ def test_detection_boxes_trim_and_pad_back():
     DetectionLayer(5, 0.7, 0.3, STD),
     PyramidROIAlign((7, 7)),
     PadRows(9),
+    ImageROICrop((7, 7)),
 ])
 def test_layers_round_trip_their_config(layer):
     clone = type(layer).from_config(layer.get_config())

@@ -19,9 +19,12 @@ from keras import layers
 
 from mrcnn.graph.layers import TimeDistributed
 from mrcnn.graph.precision import FLOAT32
-from mrcnn.graph.roi_align import PyramidROIAlign
+from mrcnn.graph.roi_align import PyramidROIAlign, zero_invalid_rois
 from mrcnn.graph.triplet import triplet_batch_hard_loss
 
+# The head's layers with weights, in graph order.
+ASSOCIATION_LAYERS = ("mrcnn_assoc_conv1", "mrcnn_assoc_conv2", "mrcnn_assoc_fc",
+                      "mrcnn_assoc_embedding")
 # Width of the head's two convolutions and of its hidden fully connected layer.
 HEAD_CHANNELS = 128
 HEAD_FC_SIZE = 256
@@ -70,19 +73,22 @@ class ImageROICrop(keras.layers.Layer):
         inputs: [image [B, H, W, C] float, rois [B, N, (y1, x1, y2, x2)] normalized].
 
     Returns:
-        [B, N, height, width, C] float32.
+        [B, N, height, width, C] float32; a non-finite or empty ROI crops as the zero box,
+        as in PyramidROIAlign.
     """
 
     def __init__(self, crop_shape, **kwargs):
         super().__init__(**kwargs)
-        self.crop_shape = tuple(crop_shape)
+        self.crop_shape = tuple(int(v) for v in crop_shape)
 
     def call(self, inputs):
         image, rois = inputs
         batch, count = tf.shape(rois)[0], tf.shape(rois)[1]
-        crops = tf.image.crop_and_resize(
-            tf.cast(image, tf.float32) / 128.0, tf.reshape(tf.cast(rois, tf.float32), [-1, 4]),
-            tf.repeat(tf.range(batch), count), self.crop_shape)
+        # The ROIs come from the RPN; no gradient flows back into them.
+        boxes = tf.stop_gradient(zero_invalid_rois(tf.reshape(tf.cast(rois, tf.float32),
+                                                              [-1, 4])))
+        crops = tf.image.crop_and_resize(tf.cast(image, tf.float32) / 128.0, boxes,
+                                         tf.repeat(tf.range(batch), count), self.crop_shape)
         return tf.reshape(crops, tf.concat([[batch, count], tf.shape(crops)[1:]], axis=0))
 
     def compute_output_shape(self, inputs_shape):
@@ -117,7 +123,7 @@ def association_head(rois, image_meta, feature_maps, pool_size: int, embedding_s
     x = PyramidROIAlign((pool_size, pool_size), name="mrcnn_assoc_roi_align",
                         dtype=FLOAT32)([rois, image_meta] + list(feature_maps))
     if not trains_features:
-        x = StopGradient(name="mrcnn_assoc_features_fixed")(x)
+        x = StopGradient(name="mrcnn_assoc_features_fixed", dtype=FLOAT32)(x)
     if image is not None:
         crops = ImageROICrop((pool_size, pool_size), name="mrcnn_assoc_image_crop",
                              dtype=FLOAT32)([image, rois])

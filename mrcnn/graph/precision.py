@@ -5,7 +5,8 @@ Convolutions and dense layers take the policy of ``Config.MIXED_PRECISION``
 variables). The numerically delicate parts are built with ``dtype=FLOAT32``
 (Keras then casts their floating inputs to float32 at the boundary): the RPN
 concatenations and softmax outputs, proposals and NMS, ROI alignment (its
-boxes; TensorFlow's crop_and_resize yields float32 anyway), the detection
+boxes; TensorFlow's crop_and_resize yields float32 anyway), the association
+head's ROI alignment, image crops and normalized embeddings, the detection
 targets and layer, the mask output padding, and every loss and monitor layer.
 The variables are float32 under every policy, so weight files and checkpoints
 keep the classic layout and load under any other policy.

@@ -72,8 +72,8 @@ class TrackingConfig(FastShapesConfig):
     # From random weights the batch-hard loss collapsed every embedding onto one point
     # (its loss stayed at the margin); semi-hard negatives kept them apart.
     LOSS_FUNCTIONS = {**FastShapesConfig.LOSS_FUNCTIONS, "mrcnn_assoc_loss": "triplet_semihard"}
-    # Trained jointly, the association loss cost the detector a third more missed objects
-    # in this budget: the head learns on the features the detection losses make.
+    # Trained jointly, the association loss left the detector missing 2.3 times as many
+    # objects in this budget: the head learns on the features the detection losses make.
     ASSOCIATION_TRAINS_FEATURES = False
     # ... and also sees the ROI's pixels: the objects' colours tell them apart.
     ASSOCIATION_SEES_IMAGE = True
