@@ -188,12 +188,10 @@ def run_detect(args: argparse.Namespace) -> int:
 
 def run_track(args: argparse.Namespace) -> int:
     """``mrcnn track``: per-frame PNGs coloured by identity and a MOTS tracks file."""
-    from mrcnn.track import Tracker
     from mrcnn.video import read_video, track_video
 
     # Before the slow model build: bad tracker settings and unreadable frames fail at once.
-    tracker = Tracker(embedding_weight=args.embedding_weight, iou_weight=args.iou_weight,
-                      max_cost=args.max_cost, min_score=args.min_score, memory=args.memory)
+    tracker = tracker_from_args(args)
     frames = read_video(args.video)
     model, names = inference_model(args)
     summary = track_video(model, frames, args.out, names, tracker)
@@ -399,6 +397,16 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
+def tracker_from_args(args: argparse.Namespace):
+    """The mrcnn.track.Tracker that `mrcnn track`'s tracker flags ask for (ValueError if
+    invalid)."""
+    from mrcnn.track import Tracker
+
+    return Tracker(embedding_weight=args.embedding_weight, iou_weight=args.iou_weight,
+                   max_cost=args.max_cost, min_score=args.min_score, memory=args.memory,
+                   class_consistent=not args.any_class)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mrcnn`` argument parser (subcommands detect, train, evaluate, track, export)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -602,6 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="detections scoring less are not tracked")
     group.add_argument("--memory", type=int, default=3, metavar="FRAMES",
                        help="frames a track waits for its object to reappear")
+    group.add_argument("--any-class", action="store_true",
+                       help="link a track to detections of any class (default: of its own "
+                            "class only), to follow objects whose class the detector mistakes "
+                            "in some frames")
     add_inference_model_flags(track)
     add_precision_flag(track)
     track.set_defaults(handler=run_track, parser=track)

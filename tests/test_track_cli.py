@@ -93,6 +93,19 @@ def test_track_end_to_end(tiny, tmp_path, capsys):
         assert objects["masks"].sum(axis=-1).max() <= 1  # disjoint, as MOTS wants
 
 
+def test_tracker_flags_reach_the_tracker():
+    def tracker(*flags):
+        args = cli.build_parser().parse_args(["track", "--video", "clip.gif",
+                                              "--weights", "w.h5", *flags])
+        return cli.tracker_from_args(args)
+    default = tracker()
+    assert default.class_consistent and default.memory == 3 and default.max_cost == 0.7
+    tuned = tracker("--any-class", "--memory", "5", "--max-cost", "0.9",
+                    "--embedding-weight", "4", "--min-score", "0.35")
+    assert not tuned.class_consistent and tuned.memory == 5 and tuned.max_cost == 0.9
+    assert tuned.embedding_weight == 4.0 and tuned.min_score == 0.35
+
+
 def test_unreadable_video_names_the_plugins(tiny, tmp_path, capsys):
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\0" * 64)
