@@ -1,7 +1,7 @@
 """Tracking moving shapes: Mask R-CNN with an association head, from scratch on a CPU.
 
 Trains the compact Mask R-CNN of the shapes sample, plus the association-embedding head
-(ASSOCIATION_EMBEDDING_SIZE, semi-hard triplet loss over runs of SEQUENCE_FRAMES
+(ASSOCIATION_EMBEDDING_SIZE, the default batch-hard triplet loss over runs of SEQUENCE_FRAMES
 consecutive frames; the head sees the ROI's pixels next to its features, and does not
 train the features the detector shares), on synthetic moving-shapes videos
 (mrcnn.datasets.moving_shapes: shapes that move fast, turn, cross and hide each other;
@@ -69,9 +69,6 @@ class TrackingConfig(FastShapesConfig):
     # A batch of 8 = four runs of 2 consecutive frames: each object appears twice, so the
     # triplet loss has positives, and four videos keep the batch statistics varied.
     SEQUENCE_FRAMES = 2
-    # From random weights the batch-hard loss collapsed every embedding onto one point
-    # (its loss stayed at the margin); semi-hard negatives kept them apart.
-    LOSS_FUNCTIONS = {**FastShapesConfig.LOSS_FUNCTIONS, "mrcnn_assoc_loss": "triplet_semihard"}
     # Trained jointly, the association loss left the detector missing 2.3 times as many
     # objects in this budget: the head learns on the features the detection losses make.
     ASSOCIATION_TRAINS_FEATURES = False
