@@ -328,8 +328,8 @@ class MaskRCNN:
 
         Its ``serving_default`` signature takes uint8 ``image`` [H, W,
         IMAGE_CHANNEL_COUNT] of any size and returns rois, class_ids, scores, masks
-        [H, W, N], class_names and, with the association head, embeddings; it loads with TensorFlow alone (see mrcnn.export for
-        the signatures).
+        [H, W, N], class_names and, with the association head, embeddings; it loads
+        with TensorFlow alone (see mrcnn.export for the signatures).
 
         Args:
             export_dir: a new (or empty) folder.

@@ -280,30 +280,32 @@ def _check_same_layers(filepath: str, report: LoadReport) -> None:
 
 def _matched_weights(group, model_layers, file_layers, names, filepath):
     """(variable, dataset) pairs for ``names``; raises on any count or shape mismatch."""
-    pairs, problems = [], []
+    pairs, problems, mismatched = [], [], set()
     for name in names:
         variables = model_layers[name].weights
         weight_names = file_layers[name]
         if len(variables) != len(weight_names):
             problems.append(f"layer {name!r}: the file has {len(weight_names)} weights "
                             f"({weight_names}), the model {len(variables)}")
+            mismatched.add(name)
             continue
         for variable, weight_name in zip(variables, weight_names):
             dataset = group[name][weight_name]
             if tuple(variable.shape) != dataset.shape:
                 problems.append(f"layer {name!r}, weight {weight_name!r}: file shape "
                                 f"{dataset.shape}, model shape {tuple(variable.shape)}")
+                mismatched.add(name)
             pairs.append((variable, dataset))
     if problems:
-        raise WeightFileError(
-            f"{filepath} does not fit the model; nothing was loaded:\n  " +
-            "\n  ".join(problems) +
-            f"\nA different NUM_CLASSES? Load with exclude={list(HEAD_LAYERS)}. "
-            "A different BACKBONE? Check the config." +
-            ("\nmrcnn_assoc_conv1 differs: the file's association head was trained with the "
-             "other ASSOCIATION_SEES_IMAGE (the image crop adds IMAGE_CHANNEL_COUNT inputs); "
-             f"set it as in training, or load with exclude={list(ASSOCIATION_LAYERS)} to "
-             "start the head afresh." if any("'mrcnn_assoc_conv1'" in p for p in problems) else ""))
+        hints = (f"A different NUM_CLASSES? Load with exclude={list(HEAD_LAYERS)}. "
+                 "A different BACKBONE? Check the config.")
+        if ASSOCIATION_LAYERS[0] in mismatched:
+            hints += (f"\n{ASSOCIATION_LAYERS[0]} differs: the file's association head was "
+                      "trained with the other ASSOCIATION_SEES_IMAGE (the image crop adds "
+                      "IMAGE_CHANNEL_COUNT inputs); set it as in training, or load with "
+                      f"exclude={list(ASSOCIATION_LAYERS)} to start the head afresh.")
+        raise WeightFileError(f"{filepath} does not fit the model; nothing was loaded:\n  "
+                              + "\n  ".join(problems) + "\n" + hints)
     return pairs
 
 

@@ -1,9 +1,9 @@
 """Tracking moving shapes: Mask R-CNN with an association head, from scratch on a CPU.
 
 Trains the compact Mask R-CNN of the shapes sample, plus the association-embedding head
-(ASSOCIATION_EMBEDDING_SIZE, the default batch-hard triplet loss over runs of SEQUENCE_FRAMES
-consecutive frames; the head sees the ROI's pixels next to its features, and does not
-train the features the detector shares), on synthetic moving-shapes videos
+(ASSOCIATION_EMBEDDING_SIZE, the default batch-hard triplet loss over runs of
+SEQUENCE_FRAMES consecutive frames; the head sees the ROI's pixels next to its features,
+and does not train the features the detector shares), on synthetic moving-shapes videos
 (mrcnn.datasets.moving_shapes: shapes that move fast, turn, cross and hide each other;
 each keeps its colour and size). Then, on held-out videos, it detects every frame once and
 tracks the same detections twice with mrcnn.track.Tracker: with the embedding term, and
@@ -200,9 +200,6 @@ def main(argv=None) -> dict:
         STEPS_PER_EPOCH = args.steps
         ASSOCIATION_EMBEDDING_SIZE = args.embedding_size or None
         SEQUENCE_FRAMES = args.sequence_frames if args.embedding_size else 1
-        if not args.embedding_size:  # no head: no association loss to choose
-            LOSS_FUNCTIONS = {name: loss for name, loss in TrackingConfig.LOSS_FUNCTIONS.items()
-                              if name != "mrcnn_assoc_loss"}
     for name, value in loss_settings(Config, args.loss, weights=args.loss_weight).items():
         setattr(Config, name, value)
     config = Config()
